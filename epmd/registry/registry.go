@@ -1,0 +1,281 @@
+// Package registry is epmd's node table: the registered nodes, and the
+// remembered ("old/unused") records of nodes that went away, which keep a
+// name's creation counter so that a restarted node gets a new creation.
+//
+// A Registry is a plain data structure: no locks, no clock, no I/O. The
+// caller serializes access and passes the current time where it matters.
+package registry
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gopmd/gopmd/epmd/wire"
+)
+
+// ConnID identifies the connection that holds a registration. IDs are never
+// reused, unlike file descriptors, so a registration cannot be mistaken for
+// one made later on a recycled descriptor.
+type ConnID uint64
+
+// Remembered-record caps of stock epmd (MAX_UNREG_COUNT and
+// DEBUG_MAX_UNREG_COUNT): once more records than this are remembered, a new
+// name takes over the oldest one instead of a fresh record.
+const (
+	MaxRemembered      = 1000
+	DebugMaxRemembered = 5
+)
+
+// minCreation is the smallest creation counter handed out: 0..3 are the
+// values of the old 2-bit creation scheme and never appear in a 32-bit one.
+const minCreation = 4
+
+// Entry describes one record, registered or remembered.
+type Entry struct {
+	wire.Node
+	Owner    ConnID // connection holding the registration (last holder, if remembered)
+	Fd       int    // that connection's file descriptor, shown by DUMP
+	Creation uint32 // the record's creation counter
+}
+
+type record struct {
+	Entry
+	live       bool
+	prev, next *record
+}
+
+// list is an intrusive doubly linked list of records.
+type list struct {
+	head, tail *record
+	n          int
+}
+
+func (l *list) pushFront(r *record) {
+	r.prev, r.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = r
+	} else {
+		l.tail = r
+	}
+	l.head = r
+	l.n++
+}
+
+func (l *list) pushBack(r *record) {
+	r.prev, r.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = r
+	} else {
+		l.head = r
+	}
+	l.tail = r
+	l.n++
+}
+
+func (l *list) remove(r *record) {
+	if r.prev != nil {
+		r.prev.next = r.next
+	} else {
+		l.head = r.next
+	}
+	if r.next != nil {
+		r.next.prev = r.prev
+	} else {
+		l.tail = r.prev
+	}
+	r.prev, r.next = nil, nil
+	l.n--
+}
+
+// Registry is the node table. The zero value is not usable; call New.
+type Registry struct {
+	byName       map[string]*record // every record, live or remembered; a name has at most one
+	live         list               // registered nodes, newest first
+	old          list               // remembered nodes, oldest first
+	maxOld       int
+	namesScratch []wire.NameEntry
+}
+
+// New returns an empty registry that remembers up to maxRemembered records
+// before reusing the oldest (MaxRemembered, or DebugMaxRemembered when the
+// daemon runs with -d).
+func New(maxRemembered int) *Registry {
+	return &Registry{byName: make(map[string]*record), maxOld: maxRemembered}
+}
+
+// Register adds n, held by connection owner (file descriptor fd), at Unix
+// time now. It fails when the name is currently registered (remembered
+// names are not duplicates). It returns the record's creation counter:
+//
+//   - a remembered name gets its record back, counter + 1;
+//   - a new name takes over the oldest remembered record, counter unchanged,
+//     when more than the cap are remembered;
+//   - otherwise a new name gets now + 1, truncated to 32 bits.
+//
+// Any counter below 4 becomes 4.
+func (g *Registry) Register(n wire.Node, owner ConnID, fd int, now int64) (creation uint32, ok bool) {
+	r := g.byName[n.Name]
+	switch {
+	case r != nil && r.live:
+		return 0, false
+	case r != nil:
+		g.old.remove(r)
+		r.Creation = atLeastMin(r.Creation + 1)
+	case g.old.n > g.maxOld:
+		r = g.old.head
+		g.old.remove(r)
+		delete(g.byName, r.Name)
+		g.byName[n.Name] = r
+	default:
+		r = &record{Entry: Entry{Creation: atLeastMin(uint32(now) + 1)}}
+		g.byName[n.Name] = r
+	}
+	r.Node, r.Owner, r.Fd, r.live = n, owner, fd, true
+	g.live.pushFront(r)
+	return r.Creation, true
+}
+
+func atLeastMin(c uint32) uint32 {
+	if c < minCreation {
+		return minCreation
+	}
+	return c
+}
+
+// Unregister moves name to the remembered list if it is registered by
+// owner. A registration held by another connection is left alone, so a
+// connection that closes late cannot remove its successor.
+func (g *Registry) Unregister(name string, owner ConnID) bool {
+	r := g.byName[name]
+	if r == nil || !r.live || r.Owner != owner {
+		return false
+	}
+	g.forget(r)
+	return true
+}
+
+// Stop moves name to the remembered list whoever holds it, and returns the
+// connection that held it (STOP_REQ).
+func (g *Registry) Stop(name string) (owner ConnID, ok bool) {
+	r := g.byName[name]
+	if r == nil || !r.live {
+		return 0, false
+	}
+	g.forget(r)
+	return r.Owner, true
+}
+
+func (g *Registry) forget(r *record) {
+	g.live.remove(r)
+	r.live = false
+	g.old.pushBack(r)
+}
+
+// Lookup returns the registered node called name.
+func (g *Registry) Lookup(name string) (wire.Node, bool) {
+	r := g.byName[name]
+	if r == nil || !r.live {
+		return wire.Node{}, false
+	}
+	return r.Node, true
+}
+
+// Owner returns the connection holding name's registration.
+func (g *Registry) Owner(name string) (ConnID, bool) {
+	r := g.byName[name]
+	if r == nil || !r.live {
+		return 0, false
+	}
+	return r.Owner, true
+}
+
+// Len is the number of registered nodes.
+func (g *Registry) Len() int { return g.live.n }
+
+// RememberedLen is the number of remembered records.
+func (g *Registry) RememberedLen() int { return g.old.n }
+
+// Names returns the registered nodes newest first, as NAMES lists them.
+// The slice is reused by the next call.
+func (g *Registry) Names() []wire.NameEntry {
+	s := g.namesScratch[:0]
+	for r := g.live.head; r != nil; r = r.next {
+		s = append(s, wire.NameEntry{Name: r.Name, Port: r.Port})
+	}
+	g.namesScratch = s
+	return s
+}
+
+// Live returns the registered records, newest first.
+func (g *Registry) Live() []Entry { return entries(&g.live) }
+
+// Remembered returns the remembered records, oldest first.
+func (g *Registry) Remembered() []Entry { return entries(&g.old) }
+
+func entries(l *list) []Entry {
+	out := make([]Entry, 0, l.n)
+	for r := l.head; r != nil; r = r.next {
+		out = append(out, r.Entry)
+	}
+	return out
+}
+
+// Dump returns the DUMP reply's entries: registered newest first, then
+// remembered oldest first.
+func (g *Registry) Dump() (active, old []wire.DumpEntry) {
+	for r := g.live.head; r != nil; r = r.next {
+		active = append(active, wire.DumpEntry{Name: r.Name, Port: r.Port, Fd: r.Fd})
+	}
+	for r := g.old.head; r != nil; r = r.next {
+		old = append(old, wire.DumpEntry{Name: r.Name, Port: r.Port, Fd: r.Fd})
+	}
+	return active, old
+}
+
+// CheckInvariants verifies the internal structure: both lists well linked
+// and counted, every record in exactly the list its state says, the name
+// index covering exactly the records in the lists, creations at least 4.
+func (g *Registry) CheckInvariants() error {
+	seen := make(map[*record]bool, len(g.byName))
+	check := func(l *list, live bool, what string) error {
+		n := 0
+		var prev *record
+		for r := l.head; r != nil; r = r.next {
+			if seen[r] {
+				return fmt.Errorf("registry: %s list has a cycle or shares a record", what)
+			}
+			seen[r] = true
+			if r.prev != prev {
+				return fmt.Errorf("registry: %s list: bad back link at %q", what, r.Name)
+			}
+			if r.live != live {
+				return fmt.Errorf("registry: %s list holds %q with live=%v", what, r.Name, r.live)
+			}
+			if g.byName[r.Name] != r {
+				return fmt.Errorf("registry: %s list holds %q, not indexed by name", what, r.Name)
+			}
+			if r.Creation < minCreation {
+				return fmt.Errorf("registry: %q has creation %d < %d", r.Name, r.Creation, minCreation)
+			}
+			prev = r
+			n++
+		}
+		if l.tail != prev {
+			return fmt.Errorf("registry: %s list: tail is not the last record", what)
+		}
+		if l.n != n {
+			return fmt.Errorf("registry: %s list counts %d, holds %d", what, l.n, n)
+		}
+		return nil
+	}
+	if err := check(&g.live, true, "live"); err != nil {
+		return err
+	}
+	if err := check(&g.old, false, "remembered"); err != nil {
+		return err
+	}
+	if len(seen) != len(g.byName) {
+		return errors.New("registry: name index holds records that are in no list")
+	}
+	return nil
+}

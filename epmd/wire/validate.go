@@ -1,0 +1,71 @@
+package wire
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// ValidationError is a registration or look-up refused for its content.
+// Reason is a stable token for logs and tests.
+type ValidationError struct {
+	Reason string // "name_too_long", "bad_name_encoding", "extra_too_long"
+	Detail string
+}
+
+func (e *ValidationError) Error() string { return "epmd: " + e.Detail }
+
+// Validation reasons.
+const (
+	ReasonNameTooLong     = "name_too_long"
+	ReasonBadNameEncoding = "bad_name_encoding"
+	ReasonExtraTooLong    = "extra_too_long"
+)
+
+// NameChars returns the number of characters in s when s is valid UTF-8 as
+// stock epmd's verify_utf8 understands it (RFC 3629: no overlong forms, no
+// surrogates, nothing above U+10FFFF, no truncated sequence), and -1 when
+// it is not. Go's unicode/utf8 applies exactly those rules.
+func NameChars(s string) int {
+	if !utf8.ValidString(s) {
+		return -1
+	}
+	return utf8.RuneCountInString(s)
+}
+
+// CheckAlive2 applies the content checks of ALIVE2_REQ in stock order
+// (facts §4.1, checks 6 to 9). A failure earns the error reply, not a
+// silent close; the structural checks before them live in UnmarshalBinary
+// and the duplicate-name check in the registry.
+func CheckAlive2(n *Node) error {
+	if len(n.Name) > MaxSymLen {
+		return &ValidationError{ReasonNameTooLong, fmt.Sprintf("node name is too long (%d bytes)", len(n.Name))}
+	}
+	chars := NameChars(n.Name)
+	if chars < 0 {
+		return &ValidationError{ReasonBadNameEncoding, "invalid node name encoding"}
+	}
+	if chars > MaxNameChars {
+		return &ValidationError{ReasonNameTooLong, fmt.Sprintf("node name is too long (%d characters)", chars)}
+	}
+	if len(n.Extra) > MaxSymLen {
+		return &ValidationError{ReasonExtraTooLong, fmt.Sprintf("extra data is too long (%d bytes)", len(n.Extra))}
+	}
+	return nil
+}
+
+// CheckLookupName applies PORT_PLEASE2_REQ's content check: the name must
+// be valid UTF-8 of at most 255 characters. A failure is a silent close.
+//
+// Stock epmd runs its validator over the terminating NUL too, so it counts
+// one character more and cannot look up a 255-character name that it lets
+// register. gopmd resolves such names; docs/differences.md records this.
+func CheckLookupName(name string) error {
+	chars := NameChars(name)
+	if chars < 0 {
+		return &ValidationError{ReasonBadNameEncoding, "invalid node name encoding"}
+	}
+	if chars > MaxNameChars {
+		return &ValidationError{ReasonNameTooLong, fmt.Sprintf("node name is too long (%d characters)", chars)}
+	}
+	return nil
+}
