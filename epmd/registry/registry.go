@@ -8,7 +8,7 @@ package registry
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 
 	"github.com/gopmd/gopmd/epmd/wire"
 )
@@ -242,29 +242,29 @@ func (g *Registry) CheckInvariants() error {
 		var prev *record
 		for r := l.head; r != nil; r = r.next {
 			if seen[r] {
-				return fmt.Errorf("registry: %s list has a cycle or shares a record", what)
+				return errors.New("registry: " + what + " list has a cycle or shares a record")
 			}
 			seen[r] = true
 			if r.prev != prev {
-				return fmt.Errorf("registry: %s list: bad back link at %q", what, r.Name)
+				return errors.New("registry: " + what + " list: bad back link at " + strconv.Quote(r.Name))
 			}
 			if r.live != live {
-				return fmt.Errorf("registry: %s list holds %q with live=%v", what, r.Name, r.live)
+				return errors.New("registry: " + what + " list holds " + strconv.Quote(r.Name) + " with live=" + strconv.FormatBool(r.live))
 			}
 			if g.byName[r.Name] != r {
-				return fmt.Errorf("registry: %s list holds %q, not indexed by name", what, r.Name)
+				return errors.New("registry: " + what + " list holds " + strconv.Quote(r.Name) + ", not indexed by name")
 			}
 			if r.Creation < minCreation {
-				return fmt.Errorf("registry: %q has creation %d < %d", r.Name, r.Creation, minCreation)
+				return errors.New("registry: " + strconv.Quote(r.Name) + " has creation " + strconv.FormatUint(uint64(r.Creation), 10) + " < 4")
 			}
 			prev = r
 			n++
 		}
 		if l.tail != prev {
-			return fmt.Errorf("registry: %s list: tail is not the last record", what)
+			return errors.New("registry: " + what + " list: tail is not the last record")
 		}
 		if l.n != n {
-			return fmt.Errorf("registry: %s list counts %d, holds %d", what, l.n, n)
+			return errors.New("registry: " + what + " list counts " + strconv.Itoa(l.n) + ", holds " + strconv.Itoa(n))
 		}
 		return nil
 	}

@@ -1,8 +1,8 @@
 package wire
 
 import (
-	"fmt"
 	"io"
+	"strconv"
 )
 
 // Framer reassembles one request frame exactly the way stock epmd reads it,
@@ -74,9 +74,9 @@ type FrameError struct {
 
 func (e *FrameError) Error() string {
 	if e.Err == ErrTrailingData {
-		return fmt.Sprintf("epmd: got %d bytes in packet, expected %d", e.Got, e.Length)
+		return "epmd: got " + strconv.Itoa(e.Got) + " bytes in packet, expected " + strconv.Itoa(e.Length)
 	}
-	return fmt.Sprintf("epmd: invalid packet size (%d)", e.Length)
+	return "epmd: invalid packet size (" + strconv.Itoa(e.Length) + ")"
 }
 
 func (e *FrameError) Unwrap() error { return e.Err }

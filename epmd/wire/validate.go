@@ -1,7 +1,7 @@
 package wire
 
 import (
-	"fmt"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -38,17 +38,17 @@ func NameChars(s string) int {
 // and the duplicate-name check in the registry.
 func CheckAlive2(n *Node) error {
 	if len(n.Name) > MaxSymLen {
-		return &ValidationError{ReasonNameTooLong, fmt.Sprintf("node name is too long (%d bytes)", len(n.Name))}
+		return &ValidationError{ReasonNameTooLong, "node name is too long (" + strconv.Itoa(len(n.Name)) + " bytes)"}
 	}
 	chars := NameChars(n.Name)
 	if chars < 0 {
 		return &ValidationError{ReasonBadNameEncoding, "invalid node name encoding"}
 	}
 	if chars > MaxNameChars {
-		return &ValidationError{ReasonNameTooLong, fmt.Sprintf("node name is too long (%d characters)", chars)}
+		return &ValidationError{ReasonNameTooLong, "node name is too long (" + strconv.Itoa(chars) + " characters)"}
 	}
 	if len(n.Extra) > MaxSymLen {
-		return &ValidationError{ReasonExtraTooLong, fmt.Sprintf("extra data is too long (%d bytes)", len(n.Extra))}
+		return &ValidationError{ReasonExtraTooLong, "extra data is too long (" + strconv.Itoa(len(n.Extra)) + " bytes)"}
 	}
 	return nil
 }
@@ -65,7 +65,7 @@ func CheckLookupName(name string) error {
 		return &ValidationError{ReasonBadNameEncoding, "invalid node name encoding"}
 	}
 	if chars > MaxNameChars {
-		return &ValidationError{ReasonNameTooLong, fmt.Sprintf("node name is too long (%d characters)", chars)}
+		return &ValidationError{ReasonNameTooLong, "node name is too long (" + strconv.Itoa(chars) + " characters)"}
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ package wire
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 )
 
 // Tag is the first byte of a request or reply payload.
@@ -51,9 +51,9 @@ func (t Tag) String() string {
 		name = "UNKNOWN"
 	}
 	if t >= 0x20 && t < 0x7f {
-		return fmt.Sprintf("%s(%d '%c')", name, byte(t), byte(t))
+		return name + "(" + strconv.Itoa(int(t)) + " '" + string(rune(t)) + "')"
 	}
-	return fmt.Sprintf("%s(%d)", name, byte(t))
+	return name + "(" + strconv.Itoa(int(t)) + ")"
 }
 
 // Limits of stock epmd (erts/epmd/src/epmd_int.h).
@@ -123,7 +123,7 @@ type DecodeError struct {
 }
 
 func (e *DecodeError) Error() string {
-	s := fmt.Sprintf("%v: %s field %s at offset %d", e.Err, e.Msg, e.Field, e.Offset)
+	s := e.Err.Error() + ": " + e.Msg + " field " + e.Field + " at offset " + strconv.Itoa(e.Offset)
 	if e.Detail != "" {
 		s += ": " + e.Detail
 	}

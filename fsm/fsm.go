@@ -1,0 +1,372 @@
+// Package fsm is the per-connection protocol of epmd as a pure state
+// machine. The server feeds it events (a decoded request, a framing error,
+// the peer closing, a timeout, a failed write) and carries out the actions
+// it returns, in order. Every decision stock epmd makes about what to send,
+// what to register and when to close lives here; the server only does I/O.
+//
+// fsm never reads a clock, never does I/O and never blocks: the current time
+// arrives inside events, the peer's locality and the daemon's options at
+// connection start. Given the same events, it always returns the same
+// actions, so any daemon behaviour can be replayed from a log of events.
+//
+//	             accept
+//	               |
+//	               v
+//	      +-----------------+  NAMES, PORT2, DUMP, KILL, STOP,
+//	      | AwaitingRequest |  malformed, refused, timeout, EOF
+//	      +-----------------+ ---------------------------------> Closed
+//	        |             |
+//	ALIVE2  |             | ALIVE2 refused (reply result 1)
+//	ok      v             v
+//	+------------+   +---------+
+//	| Registered |   | Refused |   no timeout in either
+//	+------------+   +---------+
+//	        |             |
+//	        | any byte, EOF, error, or a write failure
+//	        v             v
+//	            Closed (absorbing)
+package fsm
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/gopmd/gopmd/epmd/registry"
+	"github.com/gopmd/gopmd/epmd/wire"
+)
+
+// State is a connection's protocol state.
+type State uint8
+
+const (
+	// AwaitingRequest: nothing executed yet; the connection is subject to
+	// the packet timeout.
+	AwaitingRequest State = iota
+	// Registered: ALIVE2 accepted and answered; the socket now holds the
+	// registration and has no timeout. Any input ends it.
+	Registered
+	// Refused: ALIVE2 answered with result 1 (duplicate name, bad name,
+	// extra too long). Stock epmd keeps such a socket open, without
+	// timeout, until the peer closes it or sends anything; so do we.
+	Refused
+	// Closed: absorbing; every later event yields no action.
+	Closed
+)
+
+var stateNames = [...]string{"AwaitingRequest", "Registered", "Refused", "Closed"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "State(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Config is what a connection knows from the start.
+type Config struct {
+	ID      registry.ConnID // this connection, owner of its registration
+	Fd      int             // its file descriptor, shown by DUMP
+	Local   bool            // the peer passed the local-peer check at accept
+	Relaxed bool            // -relaxed_command_check or its variable
+	Port    uint32          // configured port, sent in NAMES and DUMP headers
+}
+
+// Event is an input to Step, made by the server.
+type Event interface{ isEvent() }
+
+// Received is one complete, decoded request. Now is the Unix time in
+// seconds, used for the creation of a new name.
+type Received struct {
+	Req wire.Request
+	Now int64
+}
+
+// Malformed is a request that could not be framed or decoded.
+type Malformed struct{ Err error }
+
+// Data is any byte arriving on a connection whose request was already
+// executed (a registered or refused ALIVE2 socket).
+type Data struct{}
+
+// PeerClosed is end of stream or a read error.
+type PeerClosed struct{ Err error }
+
+// Timeout is the packet timeout expiring before a request was complete.
+type Timeout struct{}
+
+// WriteFailed is a reply that could not be written.
+type WriteFailed struct{ Err error }
+
+func (Received) isEvent()    {}
+func (Malformed) isEvent()   {}
+func (Data) isEvent()        {}
+func (PeerClosed) isEvent()  {}
+func (Timeout) isEvent()     {}
+func (WriteFailed) isEvent() {}
+
+// Action is an output of Step, carried out by the server in order.
+type Action interface{ isAction() }
+
+// Send asks the server to encode Resp and write it in one write.
+type Send struct{ Resp wire.Response }
+
+// Close asks the server to close this connection. It is always the last
+// action. Reason is a stable token for logs ("done" after a normal reply).
+type Close struct{ Reason string }
+
+// CloseConn asks the server to close another connection: the one that held
+// a registration removed by STOP.
+type CloseConn struct{ ID registry.ConnID }
+
+// Shutdown asks the server to stop the daemon after this connection's
+// reply (KILL): close every connection and listener and exit 0.
+type Shutdown struct{}
+
+// RegisteredNode reports a registration, for the log.
+type RegisteredNode struct {
+	Node     wire.Node
+	Creation uint32
+}
+
+// UnregisteredNode reports a registration removed, for the log.
+type UnregisteredNode struct{ Name string }
+
+// Refusal reports a request refused with a reply rather than a close
+// (ALIVE2 result 1, KILL "NO"), for the log.
+type Refusal struct{ Reason, Detail string }
+
+func (Send) isAction()             {}
+func (Close) isAction()            {}
+func (CloseConn) isAction()        {}
+func (Shutdown) isAction()         {}
+func (RegisteredNode) isAction()   {}
+func (UnregisteredNode) isAction() {}
+func (Refusal) isAction()          {}
+
+// Close reasons. Each is a stable token the server logs.
+const (
+	ReasonDone          = "done"           // request answered
+	ReasonMalformed     = "malformed"      // framing or decoding failed
+	ReasonNotLocal      = "not_local"      // local-only request from a remote peer
+	ReasonNotRelaxed    = "not_relaxed"    // STOP without relaxed command check
+	ReasonBadLookupName = "bad_name"       // PORT_PLEASE2 name failed validation
+	ReasonPeerClosed    = "peer_closed"    // EOF or read error
+	ReasonData          = "data"           // bytes on a kept ALIVE2 socket
+	ReasonTimeout       = "timeout"        // request incomplete at packet timeout
+	ReasonWriteFailed   = "write_failed"   // reply could not be written
+	ReasonDuplicate     = "duplicate_name" // Refusal: name already registered
+	ReasonKillRefused   = "kill_refused"   // Refusal: nodes still registered
+)
+
+// errBadEvent is the panic value for an event type Step does not know.
+var errBadEvent = errors.New("fsm: unknown event")
+
+// Conn is one connection's protocol state.
+type Conn struct {
+	cfg   Config
+	state State
+	name  string // the registered name while in Registered
+}
+
+// New returns a connection in AwaitingRequest.
+func New(cfg Config) *Conn { return &Conn{cfg: cfg} }
+
+// State returns the current state.
+func (c *Conn) State() State { return c.state }
+
+// Name returns the name this connection holds in the registry, if any.
+// After a STOP of that name it still returns it until the connection
+// closes; the registry, not the connection, is the authority.
+func (c *Conn) Name() (string, bool) { return c.name, c.state == Registered }
+
+// Config returns the configuration the connection was made with.
+func (c *Conn) Config() Config { return c.cfg }
+
+// Step applies ev and returns what the server must do. It never fails:
+// peer misbehaviour is an ordinary transition. Step panics only on an
+// event type it does not know, which is a programming error.
+func (c *Conn) Step(reg *registry.Registry, ev Event) []Action {
+	switch c.state {
+	case AwaitingRequest:
+		return c.stepAwaiting(reg, ev)
+	case Registered, Refused:
+		return c.stepKept(reg, ev)
+	default:
+		if !isKnown(ev) {
+			panic(errBadEvent)
+		}
+		return nil
+	}
+}
+
+func isKnown(ev Event) bool {
+	switch ev.(type) {
+	case Received, Malformed, Data, PeerClosed, Timeout, WriteFailed:
+		return true
+	}
+	return false
+}
+
+func (c *Conn) stepAwaiting(reg *registry.Registry, ev Event) []Action {
+	switch ev := ev.(type) {
+	case Received:
+		return c.execute(reg, ev)
+	case Malformed:
+		return c.becomeClosed(nil, ReasonMalformed)
+	case Data:
+		// The server reads requests through the framer until one is
+		// executed; raw data before that is a framing matter.
+		return c.becomeClosed(nil, ReasonMalformed)
+	case PeerClosed:
+		return c.becomeClosed(nil, ReasonPeerClosed)
+	case Timeout:
+		return c.becomeClosed(nil, ReasonTimeout)
+	case WriteFailed:
+		return c.becomeClosed(nil, ReasonWriteFailed)
+	}
+	panic(errBadEvent)
+}
+
+// stepKept handles a socket kept open after an ALIVE2 reply. Stock epmd
+// ends it on any readable event: EOF, an error, or any byte at all (a
+// second request is not allowed on a registration socket). It has no
+// timeout, so Timeout is ignored.
+func (c *Conn) stepKept(reg *registry.Registry, ev Event) []Action {
+	var reason string
+	switch ev.(type) {
+	case Timeout:
+		return nil
+	case Received, Data:
+		reason = ReasonData
+	case Malformed:
+		reason = ReasonMalformed
+	case PeerClosed:
+		reason = ReasonPeerClosed
+	case WriteFailed:
+		reason = ReasonWriteFailed
+	default:
+		panic(errBadEvent)
+	}
+	var acts []Action
+	if c.state == Registered && reg.Unregister(c.name, c.cfg.ID) {
+		acts = append(acts, UnregisteredNode{Name: c.name})
+	}
+	return c.becomeClosed(acts, reason)
+}
+
+func (c *Conn) becomeClosed(acts []Action, reason string) []Action {
+	c.state = Closed
+	return append(acts, Close{Reason: reason})
+}
+
+func (c *Conn) becomeRegistered(name string) {
+	if c.state != AwaitingRequest {
+		panic("fsm: register from " + c.state.String())
+	}
+	c.state, c.name = Registered, name
+}
+
+func (c *Conn) becomeRefused() {
+	if c.state != AwaitingRequest {
+		panic("fsm: refuse from " + c.state.String())
+	}
+	c.state = Refused
+}
+
+// execute runs one request, as stock epmd's do_request does.
+func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
+	switch req := ev.Req.(type) {
+	case *wire.Alive2Req:
+		return c.alive2(reg, req, ev.Now)
+	case *wire.PortPlease2Req:
+		if err := wire.CheckLookupName(req.Name); err != nil {
+			return c.becomeClosed(nil, ReasonBadLookupName)
+		}
+		resp := &wire.Port2Resp{Result: 1}
+		if n, ok := reg.Lookup(req.Name); ok {
+			resp = &wire.Port2Resp{Node: n}
+		}
+		return c.becomeClosed([]Action{Send{resp}}, ReasonDone)
+	case *wire.NamesReq:
+		resp := &wire.NamesResp{Port: c.cfg.Port, Nodes: reg.Names()}
+		return c.becomeClosed([]Action{Send{resp}}, ReasonDone)
+	case *wire.DumpReq:
+		if !c.cfg.Local {
+			return c.becomeClosed(nil, ReasonNotLocal)
+		}
+		active, old := reg.Dump()
+		resp := &wire.DumpResp{Port: c.cfg.Port, Active: active, Old: old}
+		return c.becomeClosed([]Action{Send{resp}}, ReasonDone)
+	case *wire.KillReq:
+		if !c.cfg.Local {
+			return c.becomeClosed(nil, ReasonNotLocal)
+		}
+		if !c.cfg.Relaxed && reg.Len() > 0 {
+			return c.becomeClosed([]Action{
+				Refusal{Reason: ReasonKillRefused, Detail: strconv.Itoa(reg.Len()) + " nodes registered"},
+				Send{&wire.KillResp{OK: false}},
+			}, ReasonDone)
+		}
+		return c.becomeClosed([]Action{Send{&wire.KillResp{OK: true}}, Shutdown{}}, ReasonDone)
+	case *wire.StopReq:
+		// Stock checks the relaxed flag before anything else about STOP;
+		// both refusals are a silent close.
+		if !c.cfg.Local {
+			return c.becomeClosed(nil, ReasonNotLocal)
+		}
+		if !c.cfg.Relaxed {
+			return c.becomeClosed(nil, ReasonNotRelaxed)
+		}
+		owner, ok := reg.Stop(req.Name)
+		if !ok {
+			return c.becomeClosed([]Action{Send{&wire.StopResp{Stopped: false}}}, ReasonDone)
+		}
+		// The owner is always another connection: this one has executed
+		// no request before, so it cannot hold a registration.
+		return c.becomeClosed([]Action{
+			UnregisteredNode{Name: req.Name},
+			CloseConn{ID: owner},
+			Send{&wire.StopResp{Stopped: true}},
+		}, ReasonDone)
+	}
+	panic("fsm: unknown request tag " + ev.Req.Tag().String())
+}
+
+// alive2 registers a node. Checks in stock order: locality (silent close),
+// then content (name length, encoding, characters, extra length) and the
+// duplicate check, whose failures are answered with result 1 and creation
+// 99 and leave the socket open. The reply's form depends only on the
+// request's HighestVersion: 6 or more gets ALIVE2_X_RESP.
+func (c *Conn) alive2(reg *registry.Registry, req *wire.Alive2Req, now int64) []Action {
+	if !c.cfg.Local {
+		return c.becomeClosed(nil, ReasonNotLocal)
+	}
+	if err := wire.CheckAlive2(&req.Node); err != nil {
+		var ve *wire.ValidationError
+		errors.As(err, &ve)
+		c.becomeRefused()
+		return []Action{Refusal{Reason: ve.Reason, Detail: ve.Detail}, Send{alive2Reply(req.High, 1, wire.ErrorCreation)}}
+	}
+	counter, ok := reg.Register(req.Node, c.cfg.ID, c.cfg.Fd, now)
+	if !ok {
+		c.becomeRefused()
+		return []Action{
+			Refusal{Reason: ReasonDuplicate, Detail: "node name already occupied " + req.Name},
+			Send{alive2Reply(req.High, 1, wire.ErrorCreation)},
+		}
+	}
+	c.becomeRegistered(req.Name)
+	return []Action{RegisteredNode{Node: req.Node, Creation: counter}, Send{alive2Reply(req.High, 0, counter)}}
+}
+
+// alive2Reply builds the reply form the request's HighestVersion selects.
+// Old-protocol nodes get a 2-bit creation, counter % 3 + 1; errors carry 99.
+func alive2Reply(high uint16, result uint8, counter uint32) wire.Response {
+	if high >= 6 {
+		return &wire.Alive2XResp{Result: result, Creation: counter}
+	}
+	if result != 0 {
+		return &wire.Alive2Resp{Result: result, Creation: uint16(counter)}
+	}
+	return &wire.Alive2Resp{Result: result, Creation: uint16(counter%3 + 1)}
+}
