@@ -1,0 +1,450 @@
+// Package server is the I/O shell of the daemon: it accepts connections,
+// frames requests, feeds the per-connection state machine (package fsm) and
+// carries out the actions it returns. Every protocol decision is fsm's; the
+// server decides only how bytes move.
+//
+// Each connection has its own goroutine. Every fsm step runs under one
+// mutex that also guards the registry, so the daemon's behaviour is the
+// sequence of (connection, event) pairs, which can be replayed against fsm.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gopmd/gopmd/epmd/registry"
+	"github.com/gopmd/gopmd/epmd/wire"
+	"github.com/gopmd/gopmd/fsm"
+)
+
+// DefaultPacketTimeout is how long a client has, from accept, to send a
+// complete request (stock epmd's CLOSE_TIMEOUT).
+const DefaultPacketTimeout = 60 * time.Second
+
+// Accept back-off when the process is out of file descriptors: stock epmd
+// exits; we wait, starting small and doubling, and keep serving.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
+)
+
+// Config holds the daemon's options.
+type Config struct {
+	// Port is the configured port, reported in the 4-byte header of NAMES
+	// and DUMP replies whatever socket the request came in on.
+	Port uint32
+	// Relaxed allows KILL while nodes are registered, and STOP at all.
+	Relaxed bool
+	// Debug is the -d level; any level above 0 also shrinks the
+	// remembered-names cap to 5, as stock epmd does.
+	Debug int
+	// PacketTimeout limits how long a request may take to arrive, counted
+	// from accept and not refreshed by each byte (the CVE-2026-42792 fix).
+	// Registered connections have no timeout. Zero means the default.
+	PacketTimeout time.Duration
+	// DelayAccept and DelayWrite are stock epmd's debugging delays: a
+	// sleep before each accept and before each reply.
+	DelayAccept, DelayWrite time.Duration
+	// Logger receives the daemon's messages; nil discards them.
+	Logger *slog.Logger
+	// Now returns the current time; nil means time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// Server is a running epmd.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex // guards everything below, and every fsm step
+	reg      *registry.Registry
+	conns    map[registry.ConnID]*conn
+	lns      map[net.Listener]struct{}
+	nextID   registry.ConnID
+	stopping bool
+
+	wg       sync.WaitGroup // connection and accept goroutines
+	done     chan struct{}  // closed when shutdown begins
+	doneOnce sync.Once
+}
+
+type conn struct {
+	nc net.Conn
+	m  *fsm.Conn
+}
+
+// New returns a server with an empty registry.
+func New(cfg Config) *Server {
+	if cfg.PacketTimeout <= 0 {
+		cfg.PacketTimeout = DefaultPacketTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	maxOld := registry.MaxRemembered
+	if cfg.Debug > 0 {
+		maxOld = registry.DebugMaxRemembered
+	}
+	return &Server{
+		cfg:   cfg,
+		log:   log,
+		reg:   registry.New(maxOld),
+		conns: make(map[registry.ConnID]*conn),
+		lns:   make(map[net.Listener]struct{}),
+		done:  make(chan struct{}),
+	}
+}
+
+// Done is closed when the server begins shutting down, after a KILL
+// request or a call to Shutdown.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Serve accepts connections on ln until the server shuts down or ln fails
+// for good. It returns nil after a shutdown. Serve may be called once per
+// listener, concurrently.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.lns[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	backoff := time.Duration(0)
+	for {
+		if s.cfg.DelayAccept > 0 {
+			time.Sleep(s.cfg.DelayAccept)
+		}
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isStopping() {
+				return nil
+			}
+			if isTemporaryAcceptError(err) {
+				if backoff == 0 {
+					backoff = minAcceptBackoff
+				} else if backoff *= 2; backoff > maxAcceptBackoff {
+					backoff = maxAcceptBackoff
+				}
+				s.log.Error("error in accept, backing off", "err", err, "backoff", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-s.done:
+				}
+				continue
+			}
+			s.log.Error("listener failed", "addr", ln.Addr().String(), "err", err)
+			return err
+		}
+		backoff = 0
+		s.start(nc)
+	}
+}
+
+// isTemporaryAcceptError reports accept failures worth retrying: out of
+// descriptors or memory, and connections aborted before accept.
+func isTemporaryAcceptError(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+// start registers a new connection and runs it in its own goroutine.
+func (s *Server) start(nc net.Conn) {
+	accepted := s.cfg.Now()
+	local := fsm.IsLocal(addrOf(nc.RemoteAddr()), addrOf(nc.LocalAddr()))
+	fd := fdOf(nc)
+
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.nextID++
+	id := s.nextID
+	c := &conn{nc: nc, m: fsm.New(fsm.Config{
+		ID: id, Fd: fd, Local: local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port,
+	})}
+	s.conns[id] = c
+	s.wg.Add(1)
+	s.mu.Unlock()
+
+	s.log.Log(context.Background(), LevelConn, "connection opened",
+		"conn", uint64(id), "fd", fd, "peer", nc.RemoteAddr().String(), "local", local)
+	go s.serveConn(c, accepted)
+}
+
+// serveConn reads one request, executes it, and for a kept ALIVE2 socket
+// waits for the peer's next byte or close.
+func (s *Server) serveConn(c *conn, accepted time.Time) {
+	defer s.wg.Done()
+	// The packet timeout counts from accept and is never refreshed: a
+	// client dribbling bytes cannot extend it.
+	c.nc.SetReadDeadline(accepted.Add(s.cfg.PacketTimeout))
+	if s.run(c, s.readRequest(c)) {
+		return
+	}
+	// Kept socket (registered, or ALIVE2 refused): no timeout; any byte
+	// or EOF ends it.
+	c.nc.SetReadDeadline(time.Time{})
+	var b [1]byte
+	n, err := c.nc.Read(b[:])
+	var ev fsm.Event = fsm.Data{}
+	if n == 0 {
+		ev = fsm.PeerClosed{Err: err}
+	}
+	s.run(c, ev)
+}
+
+// readRequest reads until one frame is complete or the connection fails,
+// and returns the corresponding event.
+func (s *Server) readRequest(c *conn) fsm.Event {
+	var fr wire.Framer
+	for {
+		n, err := c.nc.Read(fr.Next())
+		body, ferr := fr.Advance(n)
+		switch {
+		case ferr != nil:
+			return fsm.Malformed{Err: ferr}
+		case body != nil:
+			req, derr := wire.DecodeRequest(body)
+			if derr != nil {
+				return fsm.Malformed{Err: derr}
+			}
+			return fsm.Received{Req: req, Now: s.cfg.Now().Unix()}
+		case err != nil:
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return fsm.Timeout{}
+			}
+			if fr.Buffered() > 0 {
+				return fsm.PeerClosed{Err: &partialError{got: fr.Buffered(), err: err}}
+			}
+			return fsm.PeerClosed{Err: err}
+		}
+	}
+}
+
+type partialError struct {
+	got int
+	err error
+}
+
+func (e *partialError) Error() string {
+	return "got partial packet only (" + strconv.Itoa(e.got) + " bytes): " + e.err.Error()
+}
+func (e *partialError) Unwrap() error { return e.err }
+
+// run steps the machine with ev and carries out its actions, feeding write
+// failures back. It reports whether the connection is finished.
+func (s *Server) run(c *conn, ev fsm.Event) (closed bool) {
+	for ev != nil {
+		acts := s.step(c, ev)
+		ev = nil
+		for _, a := range acts {
+			switch a := a.(type) {
+			case fsm.Send:
+				if err := s.write(c, a.Resp); err != nil {
+					// The remaining actions were planned for a reply
+					// that did not go out; let the machine decide again.
+					ev = fsm.WriteFailed{Err: err}
+				}
+			case fsm.Close:
+				s.closeConn(c, a.Reason)
+				return true
+			case fsm.Shutdown:
+				defer s.beginShutdown("kill request")
+			}
+			if ev != nil {
+				break
+			}
+		}
+	}
+	return c.m.State() == fsm.Closed
+}
+
+// step runs one fsm step under the lock and carries out the actions that
+// touch other connections while still holding it.
+func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	before := c.m.State()
+	acts := c.m.Step(s.reg, ev)
+	s.log.Log(context.Background(), LevelTrace, "step",
+		"conn", uint64(c.m.Config().ID), "state", before.String(), "event", eventName(ev), "next", c.m.State().String())
+	for _, a := range acts {
+		switch a := a.(type) {
+		case fsm.CloseConn:
+			if other := s.conns[a.ID]; other != nil {
+				other.nc.Close()
+			}
+		case fsm.RegisteredNode:
+			s.log.Debug("registered node", "conn", uint64(c.m.Config().ID), "name", a.Node.Name,
+				"port", a.Node.Port, "creation", a.Creation)
+		case fsm.UnregisteredNode:
+			s.log.Debug("unregistered node", "conn", uint64(c.m.Config().ID), "name", a.Name)
+		case fsm.Refusal:
+			s.log.Info("request refused", "conn", uint64(c.m.Config().ID), "reason", a.Reason, "detail", a.Detail)
+		}
+	}
+	return acts
+}
+
+// write sends one reply in one write.
+func (s *Server) write(c *conn, r wire.Response) error {
+	b, err := r.AppendBinary(nil)
+	if err != nil {
+		return err
+	}
+	if s.cfg.DelayWrite > 0 {
+		time.Sleep(s.cfg.DelayWrite)
+	}
+	// A client that never reads a large reply must not hold its
+	// goroutine and socket forever.
+	c.nc.SetWriteDeadline(s.cfg.Now().Add(s.cfg.PacketTimeout))
+	_, err = c.nc.Write(b)
+	return err
+}
+
+func (s *Server) closeConn(c *conn, reason string) {
+	id := c.m.Config().ID
+	s.mu.Lock()
+	delete(s.conns, id)
+	s.mu.Unlock()
+	c.nc.Close()
+	lvl := LevelConn
+	switch reason {
+	case fsm.ReasonDone, fsm.ReasonPeerClosed, fsm.ReasonData:
+	default:
+		// Refusals and protocol errors show without -d, as stock's
+		// level-0 messages do.
+		lvl = slog.LevelInfo
+	}
+	s.log.Log(context.Background(), lvl, "connection closed", "conn", uint64(id), "reason", reason)
+}
+
+// beginShutdown stops accepting, closes every connection (registered nodes
+// see their socket close) and closes Done.
+func (s *Server) beginShutdown(why string) {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return
+	}
+	s.stopping = true
+	for ln := range s.lns {
+		ln.Close()
+	}
+	for _, c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.log.Info("shutting down", "reason", why)
+	s.doneOnce.Do(func() { close(s.done) })
+}
+
+// Shutdown closes the listeners and every connection, then waits for the
+// connection goroutines to finish or ctx to expire. It is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.beginShutdown("shutdown")
+	waited := make(chan struct{})
+	go func() { s.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Snapshot returns the registered and remembered records, for tests and
+// diagnostics.
+func (s *Server) Snapshot() (live, remembered []registry.Entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reg.Live(), s.reg.Remembered()
+}
+
+// NumConns returns the number of open connections.
+func (s *Server) NumConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Log levels below Debug for the -d levels 2 and 3.
+const (
+	LevelConn  = slog.LevelDebug - 4 // -d -d: connections opened and closed
+	LevelTrace = slog.LevelDebug - 8 // -d -d -d: every fsm step
+)
+
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr()
+	}
+	return netip.Addr{}
+}
+
+// fdOf returns the connection's file descriptor number, shown by DUMP, or
+// -1 when it has none.
+func fdOf(nc net.Conn) int {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	raw.Control(func(f uintptr) { fd = int(f) })
+	return fd
+}
+
+func eventName(ev fsm.Event) string {
+	switch ev := ev.(type) {
+	case fsm.Received:
+		return "received " + ev.Req.Tag().String()
+	case fsm.Malformed:
+		return "malformed: " + ev.Err.Error()
+	case fsm.Data:
+		return "data"
+	case fsm.PeerClosed:
+		return "peer closed"
+	case fsm.Timeout:
+		return "timeout"
+	case fsm.WriteFailed:
+		return "write failed"
+	}
+	return "unknown"
+}
