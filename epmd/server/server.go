@@ -54,7 +54,8 @@ type Config struct {
 	DelayAccept, DelayWrite time.Duration
 	// Logger receives the daemon's messages; nil discards them.
 	Logger *slog.Logger
-	// Now returns the current time; nil means time.Now. Tests set it.
+	// Now is the clock that new names' creation numbers are drawn from;
+	// nil means time.Now. Deadlines always use the real clock.
 	Now func() time.Time
 }
 
@@ -176,7 +177,7 @@ func (s *Server) isStopping() bool {
 
 // start registers a new connection and runs it in its own goroutine.
 func (s *Server) start(nc net.Conn) {
-	accepted := s.cfg.Now()
+	accepted := time.Now()
 	local := fsm.IsLocal(addrOf(nc.RemoteAddr()), addrOf(nc.LocalAddr()))
 	fd := fdOf(nc)
 
@@ -327,7 +328,7 @@ func (s *Server) write(c *conn, r wire.Response) error {
 	}
 	// A client that never reads a large reply must not hold its
 	// goroutine and socket forever.
-	c.nc.SetWriteDeadline(s.cfg.Now().Add(s.cfg.PacketTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(s.cfg.PacketTimeout))
 	_, err = c.nc.Write(b)
 	return err
 }
