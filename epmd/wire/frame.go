@@ -21,15 +21,21 @@ import (
 // is reusable after Reset.
 type Framer struct {
 	buf  [inBufSize]byte
-	got  int // bytes buffered, header included
-	want int // 0 until the header is in, then Length+2
+	got  int   // bytes buffered, header included
+	want int   // 0 until the header is in, then Length+2
+	err  error // the frame's failure, sticky until Reset
 }
 
 // Next returns the slice the next read should fill. Its length is the most
 // stock epmd would ask the kernel for at this point. It is empty once a
 // frame is complete or failed.
 func (f *Framer) Next() []byte {
-	if f.want == 0 {
+	switch {
+	case f.err != nil:
+		// After a failure want may lie beyond the buffer (Length >= 3058)
+		// or below got (Length 0, trailing data): ask for nothing.
+		return nil
+	case f.want == 0:
 		return f.buf[f.got : inBufSize-1]
 	}
 	return f.buf[f.got:f.want]
@@ -37,20 +43,26 @@ func (f *Framer) Next() []byte {
 
 // Advance records that n bytes were read into Next(). It returns the
 // frame's payload once complete (valid until Reset), nil while more bytes are
-// needed, or an error when the frame is unacceptable.
+// needed, or an error when the frame is unacceptable. Once it has returned
+// an error it returns the same error until Reset.
 func (f *Framer) Advance(n int) ([]byte, error) {
 	if n < 0 || n > len(f.Next()) {
 		panic("wire: Framer.Advance beyond Next")
+	}
+	if f.err != nil {
+		return nil, f.err
 	}
 	f.got += n
 	if f.want == 0 && f.got >= 2 {
 		length := int(f.buf[0])<<8 | int(f.buf[1])
 		f.want = length + 2
 		if f.want < 3 || f.want >= inBufSize {
-			return nil, &FrameError{Length: length, Err: ErrFrameSize}
+			f.err = &FrameError{Length: length, Err: ErrFrameSize}
+			return nil, f.err
 		}
 		if f.got > f.want {
-			return nil, &FrameError{Length: length, Got: f.got - 2, Err: ErrTrailingData}
+			f.err = &FrameError{Length: length, Got: f.got - 2, Err: ErrTrailingData}
+			return nil, f.err
 		}
 	}
 	if f.want != 0 && f.got == f.want {
@@ -63,7 +75,7 @@ func (f *Framer) Advance(n int) ([]byte, error) {
 func (f *Framer) Buffered() int { return f.got }
 
 // Reset empties the Framer for another frame.
-func (f *Framer) Reset() { f.got, f.want = 0, 0 }
+func (f *Framer) Reset() { f.got, f.want, f.err = 0, 0, nil }
 
 // FrameError says why a frame was refused.
 type FrameError struct {

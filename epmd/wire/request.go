@@ -61,8 +61,12 @@ func (*StopReq) isRequest()        {}
 const alive2MinLen = 14
 
 // AppendBinary appends the ALIVE2_REQ payload. It refuses what DecodeRequest
-// would reject: a NUL in the name, an empty name with empty extra, and
-// fields longer than a 16-bit length can describe.
+// would reject: a NUL in the name, and fields longer than a 16-bit length
+// can describe.
+//
+// An empty name with empty extra is 13 bytes, which stock epmd drops; but
+// stock (and DecodeRequest) accept it from a 14-byte payload whose last
+// byte is ignored, so the encoder writes it that way, padded with one NUL.
 func (m *Alive2Req) AppendBinary(b []byte) ([]byte, error) {
 	const msg = "ALIVE2_REQ"
 	switch {
@@ -72,8 +76,6 @@ func (m *Alive2Req) AppendBinary(b []byte) ([]byte, error) {
 		return b, errAt(msg, "Extra", 13+len(m.Name), ErrTooLarge, "")
 	case strings.IndexByte(m.Name, 0) >= 0:
 		return b, errAt(msg, "NodeName", 11, ErrInvalid, "NUL in node name")
-	case len(m.Name)+len(m.Extra) == 0:
-		return b, errAt(msg, "NodeName", 11, ErrInvalid, "empty name needs non-empty extra")
 	}
 	b = append(b, byte(TagAlive2Req))
 	b = appendU16(b, m.Port)
@@ -84,6 +86,9 @@ func (m *Alive2Req) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, m.Name...)
 	b = appendU16(b, uint16(len(m.Extra)))
 	b = append(b, m.Extra...)
+	if len(m.Name)+len(m.Extra) == 0 {
+		b = append(b, 0) // reach alive2MinLen; ignored by the decoder
+	}
 	return b, nil
 }
 

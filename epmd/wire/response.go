@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"strconv"
+	"strings"
 )
 
 // Response is a reply from epmd. Replies have no length header: ALIVE2
@@ -445,7 +446,8 @@ func (m *StopResp) UnmarshalBinary(b []byte) error {
 	case StopReplyNoExist, StopReplyNoExist + StopReplyStopped:
 		m.Stopped = false
 	default:
-		if len(b) < 7 {
+		// A cut-off "NOEXISTSTOPPED" is truncated, not invalid.
+		if len(b) < 7 || strings.HasPrefix(StopReplyNoExist+StopReplyStopped, string(b)) {
 			return errAt("STOP reply", "reply", len(b), ErrTruncated, "")
 		}
 		return errAt("STOP reply", "reply", 0, ErrInvalid, strconv.Quote(string(b)))
