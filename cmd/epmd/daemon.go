@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"log/syslog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gopmd/gopmd/epmd/server"
+)
+
+// shutdownTimeout bounds the wait for connection goroutines after KILL or
+// a signal; every connection is closed first, so they end at once.
+const shutdownTimeout = 5 * time.Second
+
+// daemon runs the port mapper (or, with -daemon, starts a detached copy of
+// this program that will) and returns the exit status.
+func daemon(o options, stderr io.Writer) int {
+	if o.daemon && !o.daemonChild {
+		return detach(o, stderr)
+	}
+	log, closeLog := newLogger(o, stderr)
+	defer closeLog()
+	status := serve(o, log)
+	if o.systemd {
+		// Stock epmd reports every orderly exit to systemd.
+		sdNotify(o.getenv, "STATUS=Exited.\nERRNO="+strconv.Itoa(status))
+	}
+	return status
+}
+
+// newLogger logs to stderr in stock epmd's line format, or, in the
+// detached daemon, to syslog (facility daemon, tag "epmd") when there is
+// one; otherwise nowhere.
+func newLogger(o options, stderr io.Writer) (*slog.Logger, func()) {
+	level := levelFor(o.debug)
+	if !o.daemonChild {
+		return slog.New(newStderrHandler(stderr, level)), func() {}
+	}
+	w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_ERR, "epmd")
+	if err != nil {
+		return slog.New(slog.DiscardHandler), func() {}
+	}
+	return slog.New(newSyslogHandler(w, level)), func() { w.Close() }
+}
+
+func serve(o options, log *slog.Logger) int {
+	// Signals are caught from the start, so that a SIGTERM that comes
+	// while the sockets are being set up still ends in an orderly exit.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// As stock: a log write to a closed pipe must not kill the daemon.
+	signal.Ignore(syscall.SIGPIPE)
+	if o.daemonChild {
+		signal.Ignore(syscall.SIGHUP)
+	}
+
+	daemonFlag := 0
+	if o.daemonChild {
+		daemonFlag = 1
+	}
+	log.Debug("epmd running - daemon = " + strconv.Itoa(daemonFlag))
+
+	lns, status, ok := listeners(o, log)
+	if !ok {
+		return status
+	}
+
+	srv := server.New(server.Config{
+		// The NAMES/DUMP header carries the configured value itself,
+		// e.g. 70000 while listening on 70000 mod 65536 (stock sends
+		// its int port; a negative one wraps).
+		Port:          uint32(o.port),
+		Relaxed:       o.relaxed,
+		Debug:         o.debug,
+		PacketTimeout: seconds(o.packetTimeout), // 0: the server's default
+		DelayAccept:   seconds(o.delayAccept),
+		DelayWrite:    seconds(o.delayWrite),
+		Logger:        log,
+	})
+	serveErr := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() {
+			if err := srv.Serve(ln); err != nil {
+				serveErr <- fmt.Errorf("listener %v: %w", ln.Addr(), err)
+			}
+		}()
+	}
+	if o.systemd {
+		sdNotify(o.getenv, "READY=1\nSTATUS=Processing port mapping requests...\nMAINPID="+strconv.Itoa(os.Getpid()))
+	}
+	log.Log(context.Background(), server.LevelConn, "entering the main loop")
+
+	status = 0
+	select {
+	case <-srv.Done(): // KILL
+	case <-ctx.Done():
+		log.Info("terminating on signal")
+	case err := <-serveErr:
+		// Stock epmd exits 1 when accept fails for good.
+		log.Error("error in accept: " + err.Error())
+		status = 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("shutdown incomplete", "err", err)
+	}
+	return status
+}
+
+// listeners opens the listening sockets from -systemd, or from -address /
+// ERL_EPMD_ADDRESS and the port. When it fails it has logged why, in stock
+// epmd's words, and returns the exit status.
+func listeners(o options, log *slog.Logger) ([]net.Listener, int, bool) {
+	if o.systemd {
+		lns, err := systemdListeners(o.getenv)
+		if err != nil {
+			log.Error(err.Error())
+			return nil, 1, false
+		}
+		return lns, 0, true
+	}
+	var addrs []netip.Addr
+	if o.hasAddresses {
+		var err error
+		if addrs, err = server.ParseAddresses(o.addresses); err != nil {
+			log.Error(err.Error())
+			return nil, 1, false
+		}
+	}
+	log.Log(context.Background(), server.LevelConn, "try to initiate listening port "+strconv.Itoa(o.port))
+	lns, err := server.ListenReport(addrs, o.port, func(err error) { log.Error(err.Error()) })
+	if err == nil {
+		return lns, 0, true
+	}
+	var be *server.BindError
+	if errors.Is(err, server.ErrAddrInUse) && errors.As(err, &be) {
+		// Another epmd is there already: not an error (erl starts
+		// "epmd -daemon" every time and relies on this).
+		log.Debug(fmt.Sprintf("there is already a epmd running at port %d on ipaddr %s", o.port, be.Addr))
+		return nil, 0, false
+	}
+	log.Error(err.Error())
+	return nil, 1, false
+}
+
+// detach starts this program again as a daemon: same arguments without
+// -daemon, in a new session, in "/", with stdin, stdout and stderr on
+// /dev/null, and returns 0 at once without waiting, as stock epmd's parent
+// does (so a daemon that fails later is invisible to the caller, as with
+// stock). The copy knows it is the daemon from envDaemonChild.
+//
+// Unlike stock's double fork, the daemon is a session leader; it never
+// opens a terminal, so it cannot acquire a controlling one.
+func detach(o options, stderr io.Writer) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "epmd: cannot start the daemon: %v\n", err)
+		return 1
+	}
+	cmd := exec.Command(exe, o.argsNoDaemon...)
+	cmd.Env = childEnv(o.getenv)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Stdin, Stdout and Stderr left nil are /dev/null.
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "epmd: cannot start the daemon: %v\n", err)
+		return 1
+	}
+	cmd.Process.Release()
+	return 0
+}
+
+// childEnv is this process's environment with the variables epmd reads
+// taken from getenv (which tests may fake) and the daemon marker added.
+func childEnv(getenv func(string) (string, bool)) []string {
+	own := []string{envPort, envAddress, envRelaxed, envDaemonChild,
+		"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(own, k) {
+			env = append(env, kv)
+		}
+	}
+	for _, k := range own[:3] {
+		if v, ok := getenv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return append(env, envDaemonChild+"=1")
+}

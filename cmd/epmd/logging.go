@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"log/syslog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gopmd/gopmd/epmd/server"
+)
+
+// levelFor maps the number of -d options to the lowest level logged.
+// Without -d the daemon logs Info and above: refusals and protocol errors,
+// which stock epmd prints at its level 0.
+func levelFor(debug int) slog.Level {
+	switch {
+	case debug <= 0:
+		return slog.LevelInfo
+	case debug == 1:
+		return slog.LevelDebug
+	case debug == 2:
+		return server.LevelConn
+	}
+	return server.LevelTrace
+}
+
+// ctimeLayout is C's ctime() without its newline, as stock epmd prints it.
+const ctimeLayout = "Mon Jan _2 15:04:05 2006"
+
+// lineHandler is a slog.Handler that writes one line per record in stock
+// epmd's format, so logs read (and scrape) as before:
+//
+//	epmd: Sun Nov 22 09:11:12 2026: message key=value ...\r\n
+//
+// on a terminal (stock ends its lines with CRLF), and "message key=value"
+// to syslog, where the time and tag come from syslog itself.
+type lineHandler struct {
+	level slog.Leveler
+	out   *lineSink
+	attrs string // preformatted " key=value" pairs from WithAttrs
+	group string // key prefix from WithGroup, "g." style
+}
+
+// lineSink is where the lines go: a writer (stderr) or syslog.
+type lineSink struct {
+	mu     sync.Mutex
+	w      io.Writer      // with timestamp and CRLF
+	syslog *syslog.Writer // plain message, severity from the level
+}
+
+func newStderrHandler(w io.Writer, level slog.Level) slog.Handler {
+	return &lineHandler{level: level, out: &lineSink{w: w}}
+}
+
+func newSyslogHandler(w *syslog.Writer, level slog.Level) slog.Handler {
+	return &lineHandler{level: level, out: &lineSink{syslog: w}}
+}
+
+func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.level.Level()
+}
+
+func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	b.WriteString(h.attrs)
+	r.Attrs(func(a slog.Attr) bool {
+		appendAttr(&b, h.group, a)
+		return true
+	})
+	msg := b.String()
+
+	s := h.out
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.syslog != nil {
+		switch {
+		case r.Level >= slog.LevelError:
+			return s.syslog.Err(msg)
+		case r.Level >= slog.LevelWarn:
+			return s.syslog.Warning(msg)
+		case r.Level >= slog.LevelInfo:
+			return s.syslog.Info(msg)
+		}
+		return s.syslog.Debug(msg)
+	}
+	t := r.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	_, err := io.WriteString(s.w, "epmd: "+t.Format(ctimeLayout)+": "+msg+"\r\n")
+	return err
+}
+
+func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	var b strings.Builder
+	for _, a := range as {
+		appendAttr(&b, h.group, a)
+	}
+	h2 := *h
+	h2.attrs += b.String()
+	return &h2
+}
+
+func (h *lineHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	h2 := *h
+	h2.group += name + "."
+	return &h2
+}
+
+// appendAttr writes " key=value", quoting the value when it has spaces,
+// quotes, '=' or anything unprintable (as slog's text handler does).
+func appendAttr(b *strings.Builder, prefix string, a slog.Attr) {
+	v := a.Value.Resolve()
+	if a.Equal(slog.Attr{}) {
+		return
+	}
+	if v.Kind() == slog.KindGroup {
+		p := prefix
+		if a.Key != "" {
+			p += a.Key + "."
+		}
+		for _, ga := range v.Group() {
+			appendAttr(b, p, ga)
+		}
+		return
+	}
+	b.WriteByte(' ')
+	b.WriteString(prefix + a.Key)
+	b.WriteByte('=')
+	s := v.String()
+	if needsQuote(s) {
+		s = strconv.Quote(s)
+	}
+	b.WriteString(s)
+}
+
+func needsQuote(s string) bool {
+	if s == "" {
+		return true
+	}
+	for _, r := range s {
+		if r == utf8.RuneError || r == '"' || r == '=' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return true
+		}
+	}
+	return false
+}

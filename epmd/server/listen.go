@@ -1,0 +1,271 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// MaxListeners is how many listening sockets stock epmd can have
+// (MAX_LISTEN_SOCKETS), the two implicit loopback ones included.
+const MaxListeners = 16
+
+// maxListed is how many non-loopback addresses an address list may hold:
+// stock epmd counts the two loopback sockets and fails as soon as the count
+// reaches MaxListeners, so 13 addresses pass and the 14th is refused.
+const maxListed = MaxListeners - 3
+
+var (
+	loopback4 = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	loopback6 = netip.IPv6Loopback()
+)
+
+// ErrAddrInUse is matched (errors.Is) by the error of Listen when a socket
+// could not be bound because its address and port are taken. Stock epmd
+// then assumes another epmd is running there and exits with status 0.
+var ErrAddrInUse = errors.New("address already in use")
+
+// ParseError is the error of ParseAddresses. Its text is stock epmd's
+// message, e.g. `cannot parse IP address "localhost"`.
+type ParseError struct {
+	Token string // the offending token; empty for too many addresses
+	msg   string
+}
+
+func (e *ParseError) Error() string { return e.msg }
+
+// ParseAddresses parses an -address list (or ERL_EPMD_ADDRESS) the way stock
+// epmd does. Tokens are separated by any run of commas and spaces; each
+// must be a numeric IPv6 or IPv4 address (no host names, no zones). The
+// loopback addresses 127.0.0.1 and ::1 are dropped, since Listen always
+// binds them; any other address, 127.0.0.2 included, is kept, in order,
+// duplicates too (binding the second copy then fails with ErrAddrInUse, as
+// it does in stock epmd). More than 13 kept addresses is an error, because
+// stock epmd has room for 16 sockets only.
+//
+// A list with no token at all (empty, or only separators) gives nil, nil:
+// no list, so Listen binds the wildcard addresses. A list of loopback
+// addresses only gives an empty, non-nil slice: Listen then binds just the
+// two loopback addresses.
+//
+// Errors come in the order stock epmd meets them, token by token.
+func ParseAddresses(list string) ([]netip.Addr, error) {
+	tokens := strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' })
+	if len(tokens) == 0 {
+		return nil, nil
+	}
+	addrs := []netip.Addr{}
+	for _, tok := range tokens {
+		a, ok := parseNumericAddr(tok)
+		if !ok {
+			return nil, &ParseError{Token: tok, msg: `cannot parse IP address "` + tok + `"`}
+		}
+		if a == loopback4 || a == loopback6 {
+			continue
+		}
+		addrs = append(addrs, a)
+		if len(addrs) > maxListed {
+			return nil, &ParseError{msg: "cannot listen on more than " + strconv.Itoa(MaxListeners) + " IP addresses"}
+		}
+	}
+	return addrs, nil
+}
+
+// parseNumericAddr accepts what inet_pton(AF_INET6) or inet_pton(AF_INET)
+// accepts. netip.ParseAddr agrees with glibc on both forms (including the
+// refusal of IPv4 octets with leading zeros) except that it also takes
+// an IPv6 zone, which inet_pton does not.
+func parseNumericAddr(s string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// BindError reports a socket Listen could not open. Its text is stock
+// epmd's, e.g. "failed to bind on ipaddr 1.2.3.4: Cannot assign requested
+// address". It matches ErrAddrInUse when the address was taken.
+type BindError struct {
+	Op   string // the failing system call: "bind", "listen", "socket", "setsockopt"
+	Addr netip.Addr
+	Port uint16
+	Err  error // the system call error
+}
+
+func (e *BindError) Error() string {
+	switch e.Op {
+	case "bind":
+		return "failed to bind on ipaddr " + e.Addr.String() + ": " + Strerror(e.Err)
+	case "listen":
+		return "failed to listen on ipaddr " + e.Addr.String() + ": " + Strerror(e.Err)
+	}
+	return "error opening stream socket: " + Strerror(e.Err)
+}
+
+func (e *BindError) Unwrap() error { return e.Err }
+
+// Is reports ErrAddrInUse for EADDRINUSE.
+func (e *BindError) Is(target error) bool {
+	return target == ErrAddrInUse && errors.Is(e.Err, syscall.EADDRINUSE)
+}
+
+// NoListenerError is the error of Listen when no socket could be bound at
+// all. Last is the last failure that was skipped, if any.
+type NoListenerError struct{ Last error }
+
+func (e *NoListenerError) Error() string {
+	if e.Last == nil {
+		return "unable to bind any address"
+	}
+	return "unable to bind any address: " + Strerror(e.Last)
+}
+
+func (e *NoListenerError) Unwrap() error { return e.Last }
+
+// Listen opens stock epmd's listening sockets on port (used modulo 65536,
+// as stock epmd stores it in an unsigned short):
+//
+//   - addrs nil (no list): 0.0.0.0 and [::], the IPv6 socket IPV6_V6ONLY,
+//     so the two never conflict;
+//   - addrs not nil (from ParseAddresses, maybe empty): 127.0.0.1 and [::1]
+//     first, then each address in order.
+//
+// Every socket has SO_REUSEADDR and the system's maximum backlog.
+//
+// An address family the system does not support is skipped. Other bind
+// failures on the implicit loopback sockets are skipped too (hosts with IPv6
+// disabled), but on listed addresses and on the wildcard sockets they are
+// fatal: Listen closes what it opened and returns a *BindError, which
+// matches ErrAddrInUse when the address was taken. When nothing at all
+// could be bound it returns a *NoListenerError.
+func Listen(addrs []netip.Addr, port int) ([]net.Listener, error) {
+	return ListenReport(addrs, port, nil)
+}
+
+// ListenReport is Listen, calling skipped (when not nil) with each bind
+// failure it tolerates. Stock epmd logs those at level 0.
+func ListenReport(addrs []netip.Addr, port int, skipped func(error)) ([]net.Listener, error) {
+	p := uint16(port)
+	type target struct {
+		addr     netip.Addr
+		nonfatal bool
+	}
+	var targets []target
+	if addrs == nil {
+		targets = []target{{addr: netip.IPv4Unspecified()}, {addr: netip.IPv6Unspecified()}}
+	} else {
+		targets = []target{{addr: loopback4, nonfatal: true}, {addr: loopback6, nonfatal: true}}
+		for _, a := range addrs {
+			targets = append(targets, target{addr: a})
+		}
+	}
+
+	var lns []net.Listener
+	fail := func(err error) ([]net.Listener, error) {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, err
+	}
+	var last error
+	for _, t := range targets {
+		ln, err := listenOne(t.addr, p)
+		if err == nil {
+			lns = append(lns, ln)
+			continue
+		}
+		berr := &BindError{Op: "bind", Addr: t.addr, Port: p, Err: syscallErr(err)}
+		if se := (*os.SyscallError)(nil); errors.As(err, &se) {
+			berr.Op = se.Syscall
+		}
+		switch {
+		case berr.Op == "socket" && isFamilyUnsupported(berr.Err):
+			// No such address family here: skipped silently.
+			last = berr.Err
+		case errors.Is(berr, ErrAddrInUse), berr.Op != "bind", !t.nonfatal:
+			return fail(berr)
+		default:
+			last = berr.Err
+			if skipped != nil {
+				skipped(berr)
+			}
+		}
+	}
+	if len(lns) == 0 {
+		return nil, &NoListenerError{Last: last}
+	}
+	return lns, nil
+}
+
+// listenOne opens one listening TCP socket the way stock epmd does, with
+// plain system calls so that every address gets to bind() and fails there
+// with the kernel's own errno (Go's resolver would refuse an IPv4-mapped
+// IPv6 address before that): IPV6_V6ONLY on IPv6 sockets, SO_REUSEADDR,
+// and the largest backlog the kernel allows (it caps at somaxconn).
+func listenOne(a netip.Addr, port uint16) (net.Listener, error) {
+	var sa syscall.Sockaddr
+	family := syscall.AF_INET
+	if a.Is4() {
+		sa = &syscall.SockaddrInet4{Port: int(port), Addr: a.As4()}
+	} else {
+		family = syscall.AF_INET6
+		sa = &syscall.SockaddrInet6{Port: int(port), Addr: a.As16()}
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	f := os.NewFile(uintptr(fd), "epmd listener "+netip.AddrPortFrom(a, port).String())
+	defer f.Close() // FileListener works on a duplicate
+	if family == syscall.AF_INET6 {
+		if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1); err != nil {
+			return nil, os.NewSyscallError("setsockopt", err)
+		}
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		return nil, os.NewSyscallError("setsockopt", err)
+	}
+	if err := syscall.Bind(fd, sa); err != nil {
+		return nil, os.NewSyscallError("bind", err)
+	}
+	if err := syscall.Listen(fd, maxBacklog); err != nil {
+		return nil, os.NewSyscallError("listen", err)
+	}
+	return net.FileListener(f)
+}
+
+// maxBacklog is passed to listen(2); Linux silently caps it at
+// net.core.somaxconn, which is what stock epmd's SOMAXCONN amounts to.
+const maxBacklog = 65535
+
+func isFamilyUnsupported(err error) bool {
+	return errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EPROTONOSUPPORT)
+}
+
+// syscallErr digs the errno out of a *net.OpError / *os.SyscallError.
+func syscallErr(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
+}
+
+// Strerror renders err as C's strerror does: Go's errno texts are glibc's
+// with the first letter lowered, so it is raised again.
+func Strerror(err error) string {
+	var errno syscall.Errno
+	s := err.Error()
+	if errors.As(err, &errno) {
+		s = errno.Error()
+	}
+	if s != "" && s[0] >= 'a' && s[0] <= 'z' {
+		s = string(s[0]-'a'+'A') + s[1:]
+	}
+	return s
+}
