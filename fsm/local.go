@@ -11,7 +11,9 @@ import "net/netip"
 // IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, as an IPv4 client appears on
 // a dual-stack socket) are judged as the IPv4 address they carry.
 func IsLocal(peer, local netip.Addr) bool {
-	peer, local = peer.Unmap(), local.Unmap()
+	// Zones are ignored: the same link-local address on the same host is
+	// the host itself, and ::1 is loopback whatever zone it carries.
+	peer, local = peer.Unmap().WithZone(""), local.Unmap().WithZone("")
 	switch {
 	case !peer.IsValid():
 		return false
@@ -22,7 +24,5 @@ func IsLocal(peer, local netip.Addr) bool {
 	case peer == netip.IPv6Loopback():
 		return true
 	}
-	// Zones are ignored: the same link-local address on the same host is
-	// the host itself.
-	return peer.WithZone("") == local.WithZone("")
+	return peer == local
 }
