@@ -262,32 +262,29 @@ func (e *partialError) Error() string {
 }
 func (e *partialError) Unwrap() error { return e.err }
 
-// run steps the machine with ev and carries out its actions, feeding write
-// failures back. It reports whether the connection is finished.
+// run steps the machine with ev and carries out its actions. A failed
+// write is fed back as WriteFailed and the machine's new actions replace
+// the planned ones; if the machine had already planned to close (it
+// absorbs the event), the planned actions go on, Close among them. It
+// reports whether the connection is finished.
 func (s *Server) run(c *conn, ev fsm.Event) (closed bool) {
-	for ev != nil {
-		acts := s.step(c, ev)
-		ev = nil
-		for _, a := range acts {
-			switch a := a.(type) {
-			case fsm.Send:
-				if err := s.write(c, a.Resp); err != nil {
-					// The remaining actions were planned for a reply
-					// that did not go out; let the machine decide again.
-					ev = fsm.WriteFailed{Err: err}
+	acts := s.step(c, ev)
+	for i := 0; i < len(acts); i++ {
+		switch a := acts[i].(type) {
+		case fsm.Send:
+			if err := s.write(c, a.Resp); err != nil {
+				if more := s.step(c, fsm.WriteFailed{Err: err}); len(more) > 0 {
+					acts, i = more, -1
 				}
-			case fsm.Close:
-				s.closeConn(c, a.Reason)
-				return true
-			case fsm.Shutdown:
-				defer s.beginShutdown("kill request")
 			}
-			if ev != nil {
-				break
-			}
+		case fsm.Close:
+			s.closeConn(c, a.Reason)
+			return true
+		case fsm.Shutdown:
+			defer s.beginShutdown("kill request")
 		}
 	}
-	return c.m.State() == fsm.Closed
+	return false
 }
 
 // step runs one fsm step under the lock and carries out the actions that

@@ -589,3 +589,44 @@ func TestConcurrentClients(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(m.Run()) }
+
+// failWriteListener gives connections whose every write fails, as when the
+// peer reset the connection before its reply.
+type failWriteListener struct{ net.Listener }
+
+type failWriteConn struct{ net.Conn }
+
+func (l failWriteListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return failWriteConn{c}, nil
+}
+
+func (failWriteConn) Write([]byte) (int, error) { return 0, errors.New("injected write failure") }
+
+// TestWriteFailure pins what happens when a reply cannot be written: the
+// connection is closed and forgotten, and a registration whose reply
+// failed is removed (otp PR #923: no zombie registrations).
+func TestWriteFailure(t *testing.T) {
+	srv := server.New(server.Config{Port: 14369})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(failWriteListener{ln})
+	defer srv.Shutdown(context.Background())
+	addr := ln.Addr().String()
+	for _, raw := range [][]byte{frame([]byte("n")), frame([]byte("zalpha")), alive2(t, alpha)} {
+		c := dial(t, addr)
+		c.Write(raw)
+		if got, closed := readAll(t, c, 5*time.Second); !closed || len(got) != 0 {
+			t.Errorf("%x: closed=%v reply=%x, want closed without reply", raw, closed, got)
+		}
+	}
+	waitFor(t, "connections forgotten", func() bool { return srv.NumConns() == 0 })
+	if live, _ := srv.Snapshot(); len(live) != 0 {
+		t.Errorf("registration survived its failed reply: %v", live)
+	}
+}
