@@ -97,12 +97,18 @@ type Timeout struct{}
 // WriteFailed is a reply that could not be written.
 type WriteFailed struct{ Err error }
 
+// OwnerProbed answers ProbeOwner: Gone reports that the probed connection's
+// peer has already closed it, reset it or sent data on it, so its
+// registration is ending and only waits for the server to notice.
+type OwnerProbed struct{ Gone bool }
+
 func (Received) isEvent()    {}
 func (Malformed) isEvent()   {}
 func (Data) isEvent()        {}
 func (PeerClosed) isEvent()  {}
 func (Timeout) isEvent()     {}
 func (WriteFailed) isEvent() {}
+func (OwnerProbed) isEvent() {}
 
 // Action is an output of Step, carried out by the server in order.
 type Action interface{ isAction() }
@@ -131,6 +137,12 @@ type RegisteredNode struct {
 // UnregisteredNode reports a registration removed, for the log.
 type UnregisteredNode struct{ Name string }
 
+// ProbeOwner asks the server to look, without blocking, at the socket of
+// the connection holding a name that an ALIVE2 asks for, and to answer at
+// once with OwnerProbed, under the same lock. It is always the only
+// action of its step.
+type ProbeOwner struct{ ID registry.ConnID }
+
 // Refusal reports a request refused with a reply rather than a close
 // (ALIVE2 result 1, KILL "NO"), for the log.
 type Refusal struct{ Reason, Detail string }
@@ -142,6 +154,7 @@ func (Shutdown) isAction()         {}
 func (RegisteredNode) isAction()   {}
 func (UnregisteredNode) isAction() {}
 func (Refusal) isAction()          {}
+func (ProbeOwner) isAction()       {}
 
 // Close reasons. Each is a stable token the server logs.
 const (
@@ -166,6 +179,11 @@ type Conn struct {
 	cfg   Config
 	state State
 	name  string // the registered name while in Registered
+
+	// An ALIVE2 waiting for OwnerProbed, with its owner and time.
+	pending      *wire.Alive2Req
+	pendingOwner registry.ConnID
+	pendingNow   int64
 }
 
 // New returns a connection in AwaitingRequest.
@@ -201,13 +219,19 @@ func (c *Conn) Step(reg *registry.Registry, ev Event) []Action {
 
 func isKnown(ev Event) bool {
 	switch ev.(type) {
-	case Received, Malformed, Data, PeerClosed, Timeout, WriteFailed:
+	case Received, Malformed, Data, PeerClosed, Timeout, WriteFailed, OwnerProbed:
 		return true
 	}
 	return false
 }
 
 func (c *Conn) stepAwaiting(reg *registry.Registry, ev Event) []Action {
+	if p, ok := ev.(OwnerProbed); ok {
+		return c.probed(reg, p)
+	}
+	// Anything else abandons a pending probe: the server answers
+	// ProbeOwner at once, so this happens only if it did not.
+	c.pending = nil
 	switch ev := ev.(type) {
 	case Received:
 		return c.execute(reg, ev)
@@ -234,7 +258,7 @@ func (c *Conn) stepAwaiting(reg *registry.Registry, ev Event) []Action {
 func (c *Conn) stepKept(reg *registry.Registry, ev Event) []Action {
 	var reason string
 	switch ev.(type) {
-	case Timeout:
+	case Timeout, OwnerProbed:
 		return nil
 	case Received, Data:
 		reason = ReasonData
@@ -351,6 +375,36 @@ func (c *Conn) alive2(reg *registry.Registry, req *wire.Alive2Req, now int64) []
 		c.becomeRefused()
 		return []Action{Refusal{Reason: ve.Reason, Detail: ve.Detail}, Send{alive2Reply(req.High, 1, wire.ErrorCreation)}}
 	}
+	if owner, taken := reg.Owner(req.Name); taken {
+		// Before refusing a duplicate, find out whether its holder is
+		// already gone: a node restarting quickly reconnects before the
+		// daemon has seen the FIN of its previous registration
+		// (erlang/otp#11083). Stock epmd refuses it; see
+		// docs/differences.md.
+		c.pending, c.pendingOwner, c.pendingNow = req, owner, now
+		return []Action{ProbeOwner{ID: owner}}
+	}
+	return c.register(reg, req, now)
+}
+
+// probed finishes an ALIVE2 that waited for ProbeOwner. A holder that is
+// gone loses its registration (and its socket is closed, as it would be
+// once the server noticed); a live holder makes this a duplicate.
+func (c *Conn) probed(reg *registry.Registry, p OwnerProbed) []Action {
+	req, owner, now := c.pending, c.pendingOwner, c.pendingNow
+	c.pending = nil
+	if req == nil {
+		return nil // an answer to no question
+	}
+	var acts []Action
+	if p.Gone && reg.Unregister(req.Name, owner) {
+		acts = append(acts, UnregisteredNode{Name: req.Name}, CloseConn{ID: owner})
+	}
+	return append(acts, c.register(reg, req, now)...)
+}
+
+// register makes the registration, or refuses it as a duplicate.
+func (c *Conn) register(reg *registry.Registry, req *wire.Alive2Req, now int64) []Action {
 	counter, ok := reg.Register(req.Node, c.cfg.ID, c.cfg.Fd, now)
 	if !ok {
 		c.becomeRefused()

@@ -22,12 +22,43 @@ type tb interface {
 var diffOpts = []cmp.Option{cmpopts.EquateEmpty()}
 
 // step applies ev to c and fails the test if the registry's invariants do
-// not hold afterwards. Every test steps through here.
+// not hold afterwards. A ProbeOwner is answered at once, as the server
+// does, with the holder alive (stock's view), and left out of the result.
+// Every test steps through here or through stepProbe.
 func step(t tb, c *fsm.Conn, reg *registry.Registry, ev fsm.Event) []fsm.Action {
+	t.Helper()
+	acts := stepProbe(t, c, reg, ev, func(registry.ConnID) bool { return false })
+	if len(acts) > 0 {
+		if _, ok := acts[0].(fsm.ProbeOwner); ok {
+			acts = acts[1:]
+		}
+	}
+	return acts
+}
+
+// stepProbe applies ev to c, answers a ProbeOwner with gone(owner) as the
+// server would, and returns every action of both steps in order.
+func stepProbe(t tb, c *fsm.Conn, reg *registry.Registry, ev fsm.Event, gone func(registry.ConnID) bool) []fsm.Action {
+	t.Helper()
+	acts := stepChecked(t, c, reg, ev)
+	if len(acts) == 1 {
+		if p, ok := acts[0].(fsm.ProbeOwner); ok {
+			acts = append(acts, stepChecked(t, c, reg, fsm.OwnerProbed{Gone: gone(p.ID)})...)
+		}
+	}
+	return acts
+}
+
+func stepChecked(t tb, c *fsm.Conn, reg *registry.Registry, ev fsm.Event) []fsm.Action {
 	t.Helper()
 	acts := c.Step(reg, ev)
 	if err := reg.CheckInvariants(); err != nil {
 		t.Fatalf("conn %d after %T: %v", c.Config().ID, ev, err)
+	}
+	for i, a := range acts {
+		if _, ok := a.(fsm.ProbeOwner); ok && len(acts) != 1 {
+			t.Fatalf("conn %d: ProbeOwner is not alone (action %d of %d): %#v", c.Config().ID, i, len(acts), acts)
+		}
 	}
 	return acts
 }

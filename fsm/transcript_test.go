@@ -26,6 +26,9 @@ package fsm_test
 //	NAME recv names | dump | kill
 //	NAME recv stop name=S
 //	NAME malformed | data | peerclosed | timeout | writefailed
+//	NAME gone                      the peer of NAME has closed its socket, but the
+//	                               event is not delivered yet: a ProbeOwner of NAME
+//	                               is answered Gone (otherwise not gone)
 //	show registry                  print the live and remembered records
 //
 // A string S is a bare word or a Go-quoted string, optionally followed by
@@ -221,6 +224,7 @@ type transcriptEnv struct {
 	byID   map[registry.ConnID]string
 	nextID registry.ConnID
 	nextFd int
+	gone   map[registry.ConnID]bool // peers closed but not yet noticed
 }
 
 func newTranscriptEnv(t *testing.T) *transcriptEnv {
@@ -233,6 +237,7 @@ func (e *transcriptEnv) reset(max int) {
 	e.reg = registry.New(max)
 	e.conns = make(map[string]*fsm.Conn)
 	e.byID = make(map[registry.ConnID]string)
+	e.gone = make(map[registry.ConnID]bool)
 	e.nextID, e.nextFd = 1, 5
 }
 
@@ -252,6 +257,13 @@ func (e *transcriptEnv) run(line string) ([]string, error) {
 		return nil, args.done()
 	case len(words) == 2 && words[0] == "show" && words[1] == "registry":
 		return e.showRegistry(), args.done()
+	case len(words) == 2 && words[1] == "gone":
+		c := e.conns[words[0]]
+		if c == nil {
+			return nil, fmt.Errorf("unknown connection %q", words[0])
+		}
+		e.gone[c.Config().ID] = true
+		return nil, args.done()
 	case len(words) >= 3 && words[0] == "conn":
 		return nil, e.newConn(words[1], words[2:], args)
 	case len(words) >= 2:
@@ -389,7 +401,7 @@ func (e *transcriptEnv) step(name string, c *fsm.Conn, ev fsm.Event) []string {
 	t := e.t
 	t.Helper()
 	before := c.State()
-	acts := step(t, c, e.reg, ev)
+	acts := stepProbe(t, c, e.reg, ev, func(id registry.ConnID) bool { return e.gone[id] })
 	for i, a := range acts {
 		if _, ok := a.(fsm.Close); ok && i != len(acts)-1 {
 			t.Fatalf("%s: Close is not the last action: %#v", name, acts)
@@ -436,6 +448,8 @@ func (e *transcriptEnv) formatAction(a fsm.Action) []string {
 		return []string{"close_conn " + e.connName(a.ID)}
 	case fsm.Shutdown:
 		return []string{"shutdown"}
+	case fsm.ProbeOwner:
+		return []string{"probe_owner " + e.connName(a.ID) + " -> gone=" + strconv.FormatBool(e.gone[a.ID])}
 	case fsm.Send:
 		return e.formatSend(a.Resp)
 	}

@@ -292,10 +292,12 @@ func (s *Server) run(c *conn, ev fsm.Event) (closed bool) {
 func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	before := c.m.State()
-	acts := c.m.Step(s.reg, ev)
-	s.log.Log(context.Background(), LevelTrace, "step",
-		"conn", uint64(c.m.Config().ID), "state", before.String(), "event", eventName(ev), "next", c.m.State().String())
+	acts := s.stepLocked(c, ev)
+	if len(acts) == 1 {
+		if p, ok := acts[0].(fsm.ProbeOwner); ok {
+			acts = s.stepLocked(c, fsm.OwnerProbed{Gone: s.peerGone(p.ID)})
+		}
+	}
 	for _, a := range acts {
 		switch a := a.(type) {
 		case fsm.CloseConn:
@@ -312,6 +314,43 @@ func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
 		}
 	}
 	return acts
+}
+
+func (s *Server) stepLocked(c *conn, ev fsm.Event) []fsm.Action {
+	before := c.m.State()
+	acts := c.m.Step(s.reg, ev)
+	s.log.Log(context.Background(), LevelTrace, "step",
+		"conn", uint64(c.m.Config().ID), "state", before.String(), "event", eventName(ev), "next", c.m.State().String())
+	return acts
+}
+
+// peerGone reports whether connection id's peer has already closed or
+// reset it, or sent data on it (fatal for a registration socket), without
+// waiting: it peeks at the socket's receive queue. The connection's own
+// goroutine would see the same thing as soon as it is scheduled; looking
+// now lets a quickly restarting node reclaim its name (erlang/otp#11083).
+func (s *Server) peerGone(id registry.ConnID) bool {
+	c := s.conns[id]
+	if c == nil {
+		return true
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	err = raw.Control(func(fd uintptr) {
+		var b [1]byte
+		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		// EAGAIN: nothing pending, the peer is alive. Anything else, a
+		// byte, end of stream (n == 0) or an error, ends the registration.
+		gone = rerr != syscall.EAGAIN && rerr != syscall.EINTR
+	})
+	return gone || err != nil
 }
 
 // write sends one reply in one write.
@@ -443,6 +482,8 @@ func eventName(ev fsm.Event) string {
 		return "timeout"
 	case fsm.WriteFailed:
 		return "write failed"
+	case fsm.OwnerProbed:
+		return "owner probed, gone=" + strconv.FormatBool(ev.Gone)
 	}
 	return "unknown"
 }

@@ -630,3 +630,36 @@ func TestWriteFailure(t *testing.T) {
 		t.Errorf("registration survived its failed reply: %v", live)
 	}
 }
+
+// TestFastRestartNeverRefused pins the fix for erlang/otp#11083: a node
+// that closes its registration and registers again at once must never be
+// refused because the daemon has not yet handled the old socket's FIN.
+func TestFastRestartNeverRefused(t *testing.T) {
+	d := startServer(t, server.Config{Now: time.Now})
+	const cycles = 1000
+	refused := 0
+	c, _ := register(t, d.addr(), alpha)
+	for i := 0; i < cycles; i++ {
+		c.Close()
+		var reply []byte
+		c, reply = register(t, d.addr(), alpha)
+		if reply[1] != 0 {
+			refused++
+			c.Close()
+			waitFor(t, "alpha unregistered", func() bool {
+				return len(exchange(t, d.addr(), frame([]byte("n")))) == 4
+			})
+			c, _ = register(t, d.addr(), alpha)
+		}
+	}
+	c.Close()
+	if refused > 0 {
+		t.Errorf("%d of %d immediate re-registrations refused as duplicates", refused, cycles)
+	}
+	// A live holder is still a duplicate.
+	holder, _ := register(t, d.addr(), beta)
+	if _, reply := register(t, d.addr(), beta); reply[1] != 1 {
+		t.Errorf("live duplicate accepted: %x", reply)
+	}
+	holder.Close()
+}
