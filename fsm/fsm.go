@@ -312,11 +312,9 @@ func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
 		}
 		return c.becomeClosed([]Action{Send{resp}}, ReasonDone)
 	case *wire.NamesReq:
-		// reg.Names reuses its slice on the next call, and the server
-		// writes the reply after releasing the registry, when other
-		// connections may have stepped: the reply must own its entries.
-		nodes := append([]wire.NameEntry(nil), reg.Names()...)
-		resp := &wire.NamesResp{Port: c.cfg.Port, Nodes: nodes}
+		// The server writes the reply after releasing the registry, so
+		// the reply must own its entries: Names returns a new slice.
+		resp := &wire.NamesResp{Port: c.cfg.Port, Nodes: reg.Names()}
 		return c.becomeClosed([]Action{Send{resp}}, ReasonDone)
 	case *wire.DumpReq:
 		if !c.cfg.Local {

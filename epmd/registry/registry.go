@@ -89,11 +89,10 @@ func (l *list) remove(r *record) {
 
 // Registry is the node table. The zero value is not usable; call New.
 type Registry struct {
-	byName       map[string]*record // every record, live or remembered; a name has at most one
-	live         list               // registered nodes, newest first
-	old          list               // remembered nodes, oldest first
-	maxOld       int
-	namesScratch []wire.NameEntry
+	byName map[string]*record // every record, live or remembered; a name has at most one
+	live   list               // registered nodes, newest first
+	old    list               // remembered nodes, oldest first
+	maxOld int
 }
 
 // New returns an empty registry that remembers up to maxRemembered records
@@ -195,14 +194,13 @@ func (g *Registry) Len() int { return g.live.n }
 // RememberedLen is the number of remembered records.
 func (g *Registry) RememberedLen() int { return g.old.n }
 
-// Names returns the registered nodes newest first, as NAMES lists them.
-// The slice is reused by the next call.
+// Names returns the registered nodes newest first, as NAMES lists them,
+// in a new slice the caller owns.
 func (g *Registry) Names() []wire.NameEntry {
-	s := g.namesScratch[:0]
+	s := make([]wire.NameEntry, 0, g.live.n)
 	for r := g.live.head; r != nil; r = r.next {
 		s = append(s, wire.NameEntry{Name: r.Name, Port: r.Port})
 	}
-	g.namesScratch = s
 	return s
 }
 
