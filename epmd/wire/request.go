@@ -77,15 +77,7 @@ func (m *Alive2Req) AppendBinary(b []byte) ([]byte, error) {
 	case strings.IndexByte(m.Name, 0) >= 0:
 		return b, errAt(msg, "NodeName", 11, ErrInvalid, "NUL in node name")
 	}
-	b = append(b, byte(TagAlive2Req))
-	b = appendU16(b, m.Port)
-	b = append(b, m.Type, m.Proto)
-	b = appendU16(b, m.High)
-	b = appendU16(b, m.Low)
-	b = appendU16(b, uint16(len(m.Name)))
-	b = append(b, m.Name...)
-	b = appendU16(b, uint16(len(m.Extra)))
-	b = append(b, m.Extra...)
+	b = appendNode(append(b, byte(TagAlive2Req)), &m.Node)
 	if len(m.Name)+len(m.Extra) == 0 {
 		b = append(b, 0) // reach alive2MinLen; ignored by the decoder
 	}

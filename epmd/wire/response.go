@@ -183,15 +183,7 @@ func (m *Port2Resp) AppendBinary(b []byte) ([]byte, error) {
 	if len(n.Name) > 0xFFFF || len(n.Extra) > 0xFFFF {
 		return b, errAt("PORT2_RESP", "NodeName", 12, ErrTooLarge, "")
 	}
-	b = append(b, byte(TagPort2Resp), 0)
-	b = appendU16(b, n.Port)
-	b = append(b, n.Type, n.Proto)
-	b = appendU16(b, n.High)
-	b = appendU16(b, n.Low)
-	b = appendU16(b, uint16(len(n.Name)))
-	b = append(b, n.Name...)
-	b = appendU16(b, uint16(len(n.Extra)))
-	return append(b, n.Extra...), nil
+	return appendNode(append(b, byte(TagPort2Resp), 0), n), nil
 }
 
 // UnmarshalBinary decodes a whole PORT2_RESP, strictly: no bytes may follow

@@ -160,6 +160,20 @@ func u32(b []byte) (uint32, []byte, bool) {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), b[4:], true
 }
 
+// appendNode appends a node's fields in the order ALIVE2_REQ sends them
+// and PORT2_RESP echoes them: PortNo NodeType Protocol HighestVersion
+// LowestVersion Nlen NodeName Elen Extra. Callers check the lengths.
+func appendNode(b []byte, n *Node) []byte {
+	b = appendU16(b, n.Port)
+	b = append(b, n.Type, n.Proto)
+	b = appendU16(b, n.High)
+	b = appendU16(b, n.Low)
+	b = appendU16(b, uint16(len(n.Name)))
+	b = append(b, n.Name...)
+	b = appendU16(b, uint16(len(n.Extra)))
+	return append(b, n.Extra...)
+}
+
 func appendU16(b []byte, v uint16) []byte { return append(b, byte(v>>8), byte(v)) }
 
 func appendU32(b []byte, v uint32) []byte {
