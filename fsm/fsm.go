@@ -88,8 +88,12 @@ type Malformed struct{ Err error }
 // executed (a registered or refused ALIVE2 socket).
 type Data struct{}
 
-// PeerClosed is end of stream or a read error.
-type PeerClosed struct{ Err error }
+// PeerClosed is end of stream or a read error. Buffered counts the bytes
+// of an incomplete request received before it (length header included).
+type PeerClosed struct {
+	Err      error
+	Buffered int
+}
 
 // Timeout is the packet timeout expiring before a request was complete.
 type Timeout struct{}
@@ -117,8 +121,10 @@ type Action interface{ isAction() }
 type Send struct{ Resp wire.Response }
 
 // Close asks the server to close this connection. It is always the last
-// action. Reason is a stable token for logs ("done" after a normal reply).
-type Close struct{ Reason string }
+// action. Reason is a stable token for logs ("done" after a normal reply);
+// Detail, when set, is the message stock epmd logs even without -d for
+// the same close, word for word ("got garbage ", "invalid packet size (0)").
+type Close struct{ Reason, Detail string }
 
 // CloseConn asks the server to close another connection: the one that held
 // a registration removed by STOP.
@@ -144,7 +150,7 @@ type UnregisteredNode struct{ Name string }
 type ProbeOwner struct{ ID registry.ConnID }
 
 // Refusal reports a request refused with a reply rather than a close
-// (ALIVE2 result 1, KILL "NO"), for the log.
+// (ALIVE2 result 1, KILL "NO"), for the log. Detail is stock epmd's message.
 type Refusal struct{ Reason, Detail string }
 
 func (Send) isAction()             {}
@@ -236,13 +242,14 @@ func (c *Conn) stepAwaiting(reg *registry.Registry, ev Event) []Action {
 	case Received:
 		return c.execute(reg, ev)
 	case Malformed:
-		return c.becomeClosed(nil, ReasonMalformed)
+		return c.malformed(ev.Err)
 	case Data:
 		// The server reads requests through the framer until one is
 		// executed; raw data before that is a framing matter.
 		return c.becomeClosed(nil, ReasonMalformed)
 	case PeerClosed:
-		return c.becomeClosed(nil, ReasonPeerClosed)
+		return c.closeWith(nil, ReasonPeerClosed, "got partial packet only on file descriptor "+
+			strconv.Itoa(c.cfg.Fd)+" ("+strconv.Itoa(ev.Buffered)+")")
 	case Timeout:
 		return c.becomeClosed(nil, ReasonTimeout)
 	case WriteFailed:
@@ -279,8 +286,74 @@ func (c *Conn) stepKept(reg *registry.Registry, ev Event) []Action {
 }
 
 func (c *Conn) becomeClosed(acts []Action, reason string) []Action {
+	return c.closeWith(acts, reason, "")
+}
+
+// closeWith closes with stock epmd's log message for the close.
+func (c *Conn) closeWith(acts []Action, reason, detail string) []Action {
 	c.state = Closed
-	return append(acts, Close{Reason: reason})
+	return append(acts, Close{Reason: reason, Detail: detail})
+}
+
+// notLocal refuses a local-only request from a remote peer.
+func (c *Conn) notLocal(t wire.Tag) []Action {
+	return c.closeWith(nil, ReasonNotLocal, stockName(t)+" from non local address")
+}
+
+// stockName is the request's name in stock epmd's messages.
+func stockName(t wire.Tag) string {
+	switch t {
+	case wire.TagPortPlease2Req:
+		return "PORT2_REQ"
+	case wire.TagDumpReq:
+		return "DUMP_REQ"
+	case wire.TagKillReq:
+		return "KILL_REQ"
+	case wire.TagStopReq:
+		return "STOP_REQ"
+	}
+	return "ALIVE2_REQ"
+}
+
+// malformed closes a connection whose request could not be framed or
+// decoded. The checks stock epmd makes before decoding come first, so a
+// malformed ALIVE2 from a remote peer, or a short STOP to a strict daemon,
+// is refused for that reason, as stock does; the message then says what
+// stock says about the request itself.
+func (c *Conn) malformed(err error) []Action {
+	var fe *wire.FrameError
+	if errors.As(err, &fe) {
+		if errors.Is(err, wire.ErrTrailingData) {
+			return c.closeWith(nil, ReasonMalformed, "got "+strconv.Itoa(fe.Got)+" bytes in packet, expected "+strconv.Itoa(fe.Length))
+		}
+		return c.closeWith(nil, ReasonMalformed, "invalid packet size ("+strconv.Itoa(fe.Length)+")")
+	}
+	var de *wire.DecodeError
+	if !errors.As(err, &de) || de.Request() == 0 {
+		return c.closeWith(nil, ReasonMalformed, "got garbage ")
+	}
+	t := de.Request()
+	switch {
+	case (t == wire.TagAlive2Req || t == wire.TagStopReq) && !c.cfg.Local:
+		return c.notLocal(t)
+	case t == wire.TagStopReq && !c.cfg.Relaxed:
+		return c.closeWith(nil, ReasonNotRelaxed, "Disallowed STOP_REQ, no relaxed_command_check")
+	}
+	var detail string
+	switch {
+	case t == wire.TagAlive2Req && de.Field == "payload":
+		detail = "packet to small for request ALIVE2_REQ (" + strconv.Itoa(de.Offset) + ")" // sic
+	case t == wire.TagAlive2Req && de.Field == "Nlen":
+		detail = "Node name size error in ALIVE2_REQ"
+	case t == wire.TagAlive2Req && de.Field == "Elen":
+		detail = "Extra info size error in ALIVE2_REQ"
+	case errors.Is(err, wire.ErrInvalid):
+		detail = "node name contains ascii 0 in " + stockName(t)
+	default:
+		// An empty PORT_PLEASE2 or STOP name: the payload is the tag only.
+		detail = "packet too small for request " + stockName(t) + " (1)"
+	}
+	return c.closeWith(nil, ReasonMalformed, detail)
 }
 
 func (c *Conn) becomeRegistered(name string) {
@@ -304,7 +377,7 @@ func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
 		return c.alive2(reg, req, ev.Now)
 	case *wire.PortPlease2Req:
 		if err := wire.CheckLookupName(req.Name); err != nil {
-			return c.becomeClosed(nil, ReasonBadLookupName)
+			return c.closeWith(nil, ReasonBadLookupName, "invalid node name in PORT2_REQ")
 		}
 		resp := &wire.Port2Resp{Result: 1}
 		if n, ok := reg.Lookup(req.Name); ok {
@@ -318,18 +391,18 @@ func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
 		return c.becomeClosed([]Action{Send{resp}}, ReasonDone)
 	case *wire.DumpReq:
 		if !c.cfg.Local {
-			return c.becomeClosed(nil, ReasonNotLocal)
+			return c.notLocal(wire.TagDumpReq)
 		}
 		active, old := reg.Dump()
 		resp := &wire.DumpResp{Port: c.cfg.Port, Active: active, Old: old}
 		return c.becomeClosed([]Action{Send{resp}}, ReasonDone)
 	case *wire.KillReq:
 		if !c.cfg.Local {
-			return c.becomeClosed(nil, ReasonNotLocal)
+			return c.notLocal(wire.TagKillReq)
 		}
 		if !c.cfg.Relaxed && reg.Len() > 0 {
 			return c.becomeClosed([]Action{
-				Refusal{Reason: ReasonKillRefused, Detail: strconv.Itoa(reg.Len()) + " nodes registered"},
+				Refusal{Reason: ReasonKillRefused, Detail: "Disallowed KILL_REQ, live nodes"},
 				Send{&wire.KillResp{OK: false}},
 			}, ReasonDone)
 		}
@@ -338,10 +411,10 @@ func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
 		// Stock checks the relaxed flag before anything else about STOP;
 		// both refusals are a silent close.
 		if !c.cfg.Local {
-			return c.becomeClosed(nil, ReasonNotLocal)
+			return c.notLocal(wire.TagStopReq)
 		}
 		if !c.cfg.Relaxed {
-			return c.becomeClosed(nil, ReasonNotRelaxed)
+			return c.closeWith(nil, ReasonNotRelaxed, "Disallowed STOP_REQ, no relaxed_command_check")
 		}
 		owner, ok := reg.Stop(req.Name)
 		if !ok {
@@ -365,7 +438,7 @@ func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
 // request's HighestVersion: 6 or more gets ALIVE2_X_RESP.
 func (c *Conn) alive2(reg *registry.Registry, req *wire.Alive2Req, now int64) []Action {
 	if !c.cfg.Local {
-		return c.becomeClosed(nil, ReasonNotLocal)
+		return c.notLocal(wire.TagAlive2Req)
 	}
 	if err := wire.CheckAlive2(&req.Node); err != nil {
 		var ve *wire.ValidationError

@@ -153,13 +153,13 @@ func stepCases() []stepCase {
 
 		// ALIVE2 refused: reply result 1, creation 99, socket kept (no Close).
 		{name: "refused/name_1021_bytes", cfg: local, ev: alive2(node(rep("a", 1021), 1), 1000),
-			want:  refusedX(wire.ReasonNameTooLong, "node name is too long (1021 bytes)"),
+			want:  refusedX(wire.ReasonNameTooLong, "node name is too long (1021) "+rep("a", 1021)),
 			state: fsm.Refused},
 		{name: "refused/name_1021_bytes_v5", cfg: local, ev: alive2v(rep("a", 1021), 1, 5, 1000),
-			want:  refusedY(wire.ReasonNameTooLong, "node name is too long (1021 bytes)"),
+			want:  refusedY(wire.ReasonNameTooLong, "node name is too long (1021) "+rep("a", 1021)),
 			state: fsm.Refused},
 		{name: "refused/name_1021_bytes_before_encoding", cfg: local, ev: alive2(node(rep("\xff", 1021), 1), 1000),
-			want:  refusedX(wire.ReasonNameTooLong, "node name is too long (1021 bytes)"),
+			want:  refusedX(wire.ReasonNameTooLong, "node name is too long (1021) "+rep("\xff", 1021)),
 			state: fsm.Refused},
 		{name: "refused/invalid_utf8", cfg: local, ev: alive2(node("\xff\xfe", 1), 1000),
 			want:  refusedX(wire.ReasonBadNameEncoding, "invalid node name encoding"),
@@ -174,11 +174,11 @@ func stepCases() []stepCase {
 			want:  refusedY(wire.ReasonBadNameEncoding, "invalid node name encoding"),
 			state: fsm.Refused},
 		{name: "refused/256_chars", cfg: local, ev: alive2(node(rep("a", 256), 1), 1000),
-			want:  refusedX(wire.ReasonNameTooLong, "node name is too long (256 characters)"),
+			want:  refusedX(wire.ReasonNameTooLong, "node name is too long (256) "+rep("a", 256)),
 			state: fsm.Refused},
 		{name: "refused/extra_1021_bytes", cfg: local,
 			ev:    alive2(with(alpha, func(n *wire.Node) { n.Extra = rep("e", 1021) }), 1000),
-			want:  refusedX(wire.ReasonExtraTooLong, "extra data is too long (1021 bytes)"),
+			want:  refusedX(wire.ReasonExtraTooLong, "extra data is too long (1021) "+rep("e", 1021)),
 			state: fsm.Refused},
 		{name: "refused/duplicate", cfg: local, prior: alphaHeld, ev: alive2(node("alpha", 7777), 2000),
 			want:  refusedX(fsm.ReasonDuplicate, dupDetail),
@@ -189,7 +189,7 @@ func stepCases() []stepCase {
 		{name: "refused/validation_before_duplicate", cfg: local,
 			prior: []prior{{2, alive2(node("alpha", 1), 1000)}},
 			ev:    alive2(with(alpha, func(n *wire.Node) { n.Extra = rep("e", 1021) }), 1000),
-			want:  refusedX(wire.ReasonExtraTooLong, "extra data is too long (1021 bytes)"),
+			want:  refusedX(wire.ReasonExtraTooLong, "extra data is too long (1021) "+rep("e", 1021)),
 			state: fsm.Refused, owners: map[string]registry.ConnID{"alpha": 2}},
 
 		// Local-only requests from a remote peer: silent close, relaxed or not.
@@ -288,13 +288,13 @@ func stepCases() []stepCase {
 		// KILL.
 		{name: "kill/registered_not_relaxed", cfg: local, prior: alphaHeld, ev: kill,
 			want: []fsm.Action{
-				fsm.Refusal{Reason: fsm.ReasonKillRefused, Detail: "1 nodes registered"},
+				fsm.Refusal{Reason: fsm.ReasonKillRefused, Detail: "Disallowed KILL_REQ, live nodes"},
 				fsm.Send{Resp: &wire.KillResp{OK: false}}, done},
 			state: fsm.Closed, owners: map[string]registry.ConnID{"alpha": 2}},
 		{name: "kill/two_registered_not_relaxed", cfg: local,
 			prior: []prior{{2, alive2(alpha, 1)}, {3, alive2(odd, 1)}}, ev: kill,
 			want: []fsm.Action{
-				fsm.Refusal{Reason: fsm.ReasonKillRefused, Detail: "2 nodes registered"},
+				fsm.Refusal{Reason: fsm.ReasonKillRefused, Detail: "Disallowed KILL_REQ, live nodes"},
 				fsm.Send{Resp: &wire.KillResp{OK: false}}, done},
 			state: fsm.Closed, owners: map[string]registry.ConnID{"alpha": 2, "beta": 3}},
 		{name: "kill/empty", cfg: local, ev: kill,

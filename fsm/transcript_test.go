@@ -443,6 +443,9 @@ func (e *transcriptEnv) formatAction(a fsm.Action) []string {
 	case fsm.Refusal:
 		return []string{"refusal reason=" + a.Reason + " detail=" + strconv.Quote(a.Detail)}
 	case fsm.Close:
+		if a.Detail != "" {
+			return []string{"close reason=" + a.Reason + " detail=" + strconv.Quote(a.Detail)}
+		}
 		return []string{"close reason=" + a.Reason}
 	case fsm.CloseConn:
 		return []string{"close_conn " + e.connName(a.ID)}

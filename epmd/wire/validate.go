@@ -2,11 +2,13 @@ package wire
 
 import (
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
 // ValidationError is a registration or look-up refused for its content.
-// Reason is a stable token for logs and tests.
+// Reason is a stable token for logs and tests; Detail is the message stock
+// epmd logs for it, word for word.
 type ValidationError struct {
 	Reason string // "name_too_long", "bad_name_encoding", "extra_too_long"
 	Detail string
@@ -37,18 +39,26 @@ func NameChars(s string) int {
 // silent close; the structural checks before them live in UnmarshalBinary
 // and the duplicate-name check in the registry.
 func CheckAlive2(n *Node) error {
+	// Stock reports a name too long in characters with its length in
+	// bytes, like one too long in bytes; and prints the extra data as a C
+	// string, up to its first NUL.
+	tooLong := &ValidationError{ReasonNameTooLong, "node name is too long (" + strconv.Itoa(len(n.Name)) + ") " + n.Name}
 	if len(n.Name) > MaxSymLen {
-		return &ValidationError{ReasonNameTooLong, "node name is too long (" + strconv.Itoa(len(n.Name)) + " bytes)"}
+		return tooLong
 	}
 	chars := NameChars(n.Name)
 	if chars < 0 {
 		return &ValidationError{ReasonBadNameEncoding, "invalid node name encoding"}
 	}
 	if chars > MaxNameChars {
-		return &ValidationError{ReasonNameTooLong, "node name is too long (" + strconv.Itoa(chars) + " characters)"}
+		return tooLong
 	}
 	if len(n.Extra) > MaxSymLen {
-		return &ValidationError{ReasonExtraTooLong, "extra data is too long (" + strconv.Itoa(len(n.Extra)) + " bytes)"}
+		extra := n.Extra
+		if i := strings.IndexByte(extra, 0); i >= 0 {
+			extra = extra[:i]
+		}
+		return &ValidationError{ReasonExtraTooLong, "extra data is too long (" + strconv.Itoa(len(n.Extra)) + ") " + extra}
 	}
 	return nil
 }

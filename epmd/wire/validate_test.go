@@ -134,22 +134,29 @@ func TestCheckLookupName(t *testing.T) {
 	}
 }
 
+// TestValidationErrorMessage pins the details to the words stock epmd logs
+// (node_reg2 in epmd_srv.c): a name too long in characters is reported with
+// its length in bytes, and the extra data is printed as a C string.
 func TestValidationErrorMessage(t *testing.T) {
 	err := wire.CheckLookupName("\xff")
 	if got, want := err.Error(), "epmd: invalid node name encoding"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
-	err = wire.CheckAlive2(&wire.Node{Name: "a", Extra: strings.Repeat("e", 1021)})
-	if got, want := err.Error(), "epmd: extra data is too long (1021 bytes)"; got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
+	tests := []struct {
+		node wire.Node
+		want string
+	}{
+		{wire.Node{Name: "a", Extra: strings.Repeat("e", 1021)}, "extra data is too long (1021) " + strings.Repeat("e", 1021)},
+		{wire.Node{Name: "a", Extra: "ab\x00" + strings.Repeat("e", 1021)}, "extra data is too long (1024) ab"},
+		{wire.Node{Name: strings.Repeat("a", 1021)}, "node name is too long (1021) " + strings.Repeat("a", 1021)},
+		{wire.Node{Name: strings.Repeat("\u00e9", 256)}, "node name is too long (512) " + strings.Repeat("\u00e9", 256)},
+		{wire.Node{Name: "\xc0\x80"}, "invalid node name encoding"},
 	}
-	err = wire.CheckAlive2(&wire.Node{Name: strings.Repeat("a", 1021)})
-	if got, want := err.Error(), "epmd: node name is too long (1021 bytes)"; got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
-	}
-	err = wire.CheckAlive2(&wire.Node{Name: strings.Repeat("a", 256)})
-	if got, want := err.Error(), "epmd: node name is too long (256 characters)"; got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
+	for _, tt := range tests {
+		var ve *wire.ValidationError
+		if !errors.As(wire.CheckAlive2(&tt.node), &ve) || ve.Detail != tt.want {
+			t.Errorf("CheckAlive2(%.20q): %v, want detail %.60q", tt.node.Name, ve, tt.want)
+		}
 	}
 }
 

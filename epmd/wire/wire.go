@@ -132,6 +132,17 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Unwrap() error { return e.Err }
 
+// Request returns the tag of the request that failed to decode, or 0 when
+// the failure was the tag itself (empty or unknown).
+func (e *DecodeError) Request() Tag {
+	for t, name := range tagNames {
+		if name == e.Msg {
+			return t
+		}
+	}
+	return 0
+}
+
 func errAt(msg, field string, off int, err error, detail string) error {
 	return &DecodeError{Msg: msg, Field: field, Offset: off, Err: err, Detail: detail}
 }
