@@ -3,6 +3,9 @@ module github.com/gopmd/gopmd
 go 1.24
 
 require (
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/google/go-cmp v0.7.0
 	pgregory.net/rapid v1.3.0
 )
+
+require golang.org/x/sys v0.1.0 // indirect

@@ -36,17 +36,21 @@ func daemon(o options, stderr io.Writer) int {
 	status := serve(o, log)
 	if o.systemd {
 		// Stock epmd reports every orderly exit to systemd.
-		sdNotify(o.getenv, "STATUS=Exited.\nERRNO="+strconv.Itoa(status))
+		sdNotify("STATUS=Exited.\nERRNO=" + strconv.Itoa(status))
 	}
 	return status
 }
 
-// newLogger logs to stderr in stock epmd's line format, or, in the
-// detached daemon, to syslog (facility daemon, tag "epmd") when there is
-// one; otherwise nowhere.
+// newLogger logs to stderr in stock epmd's line format; to the journal, one
+// "<priority>message" line each, when stderr is the journal (a systemd
+// service, -systemd or not); or, in the detached daemon, to syslog
+// (facility daemon, tag "epmd") when there is one, otherwise nowhere.
 func newLogger(o options, stderr io.Writer) (*slog.Logger, func()) {
 	level := levelFor(o.debug)
 	if !o.daemonChild {
+		if isJournal(stderr, o.getenv) {
+			return slog.New(newJournalHandler(stderr, level)), func() {}
+		}
 		return slog.New(newStderrHandler(stderr, level)), func() {}
 	}
 	w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_ERR, "epmd")
@@ -59,8 +63,9 @@ func newLogger(o options, stderr io.Writer) (*slog.Logger, func()) {
 func serve(o options, log *slog.Logger) int {
 	// Signals are caught from the start, so that a SIGTERM that comes
 	// while the sockets are being set up still ends in an orderly exit.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	// As stock: a log write to a closed pipe must not kill the daemon.
 	signal.Ignore(syscall.SIGPIPE)
 	if o.daemonChild {
@@ -99,15 +104,19 @@ func serve(o options, log *slog.Logger) int {
 		}()
 	}
 	if o.systemd {
-		sdNotify(o.getenv, "READY=1\nSTATUS=Processing port mapping requests...\nMAINPID="+strconv.Itoa(os.Getpid()))
+		sdNotify("READY=1\nSTATUS=Processing port mapping requests...\nMAINPID=" + strconv.Itoa(os.Getpid()))
 	}
 	log.Log(context.Background(), server.LevelConn, "entering the main loop")
 
 	status = 0
 	select {
 	case <-srv.Done(): // KILL
-	case <-ctx.Done():
-		log.Info("terminating on signal")
+	case sig := <-sigs:
+		name := "SIGTERM"
+		if sig == syscall.SIGINT {
+			name = "SIGINT"
+		}
+		log.Info("terminating on " + name)
 	case err := <-serveErr:
 		// Stock epmd exits 1 when accept fails for good.
 		log.Error("error in accept: " + err.Error())
@@ -126,7 +135,7 @@ func serve(o options, log *slog.Logger) int {
 // epmd's words, and returns the exit status.
 func listeners(o options, log *slog.Logger) ([]net.Listener, int, bool) {
 	if o.systemd {
-		lns, err := systemdListeners(o.getenv)
+		lns, err := systemdListeners()
 		if err != nil {
 			log.Error(err.Error())
 			return nil, 1, false

@@ -5,9 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"log/syslog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -49,13 +51,21 @@ type lineHandler struct {
 
 // lineSink is where the lines go: a writer (stderr) or syslog.
 type lineSink struct {
-	mu     sync.Mutex
-	w      io.Writer      // with timestamp and CRLF
-	syslog *syslog.Writer // plain message, severity from the level
+	mu      sync.Mutex
+	w       io.Writer      // with timestamp and CRLF, or journal lines
+	journal bool           // w is the journal: "<priority>message\n"
+	syslog  *syslog.Writer // plain message, severity from the level
 }
 
 func newStderrHandler(w io.Writer, level slog.Level) slog.Handler {
 	return &lineHandler{level: level, out: &lineSink{w: w}}
+}
+
+// newJournalHandler writes to w, a stream connected to the systemd journal,
+// one "<priority>message\n" line per record: journald takes the priority
+// from the prefix and adds the time, host and "epmd[pid]" itself.
+func newJournalHandler(w io.Writer, level slog.Level) slog.Handler {
+	return &lineHandler{level: level, out: &lineSink{w: w, journal: true}}
 }
 
 func newSyslogHandler(w *syslog.Writer, level slog.Level) slog.Handler {
@@ -89,6 +99,10 @@ func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 			return s.syslog.Info(msg)
 		}
 		return s.syslog.Debug(msg)
+	}
+	if s.journal {
+		_, err := io.WriteString(s.w, "<"+strconv.Itoa(int(priority(r.Level)))+">"+msg+"\n")
+		return err
 	}
 	t := r.Time
 	if t.IsZero() {
@@ -154,4 +168,45 @@ func needsQuote(s string) bool {
 		}
 	}
 	return false
+}
+
+// priority is the syslog severity of a level, as the syslog and journal
+// sinks use it: errors LOG_ERR, warnings LOG_WARNING, Info (refusals,
+// protocol errors, shutdown: stock's level-0 messages) LOG_INFO, and the
+// -d levels LOG_DEBUG.
+func priority(l slog.Level) syslog.Priority {
+	switch {
+	case l >= slog.LevelError:
+		return syslog.LOG_ERR
+	case l >= slog.LevelWarn:
+		return syslog.LOG_WARNING
+	case l >= slog.LevelInfo:
+		return syslog.LOG_INFO
+	}
+	return syslog.LOG_DEBUG
+}
+
+// isJournal reports whether w is the stream that $JOURNAL_STREAM
+// ("DEVICE:INODE", set by systemd for a service whose stderr goes to the
+// journal) describes. A child with a redirected stderr inherits the
+// variable, so the device and inode must match.
+func isJournal(w io.Writer, getenv func(string) (string, bool)) bool {
+	js, ok := getenv("JOURNAL_STREAM")
+	if !ok {
+		return false
+	}
+	dev, ino, ok := strings.Cut(js, ":")
+	if !ok {
+		return false
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && strconv.FormatUint(uint64(st.Dev), 10) == dev && strconv.FormatUint(st.Ino, 10) == ino
 }

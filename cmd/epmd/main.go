@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -21,8 +22,25 @@ import (
 	"github.com/gopmd/gopmd/epmd/wire"
 )
 
-// version is set at build time: go build -ldflags "-X main.version=v1.2.3".
-var version = "devel"
+// version is set at build time: go build -ldflags "-X main.version=v1.2.3"
+// (make build does). When it is not, -version falls back on the build
+// information; see versionString.
+var version string
+
+// versionString is what -version prints after "gopmd ": the version set
+// with -ldflags when there is one; else the main module's version recorded
+// by the go command (v1.2.3 for "go install
+// github.com/gopmd/gopmd/cmd/epmd@v1.2.3", a pseudo-version for @latest
+// between tags or for a build in a git checkout); else "devel".
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
 
 // Environment variables read by stock epmd, and our own marker for the
 // process that -daemon starts.
@@ -156,7 +174,7 @@ func run(args []string, getenv func(string) (string, bool), stdout, stderr io.Wr
 			}
 			return cliStop(o.port, args[i+1], stdout, stderr)
 		case "-version":
-			fmt.Fprintf(stdout, "gopmd %s\n", version)
+			fmt.Fprintf(stdout, "gopmd %s\n", versionString())
 			return 0
 		default:
 			return usage()

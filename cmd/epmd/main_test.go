@@ -64,7 +64,7 @@ func impls() []impl {
 func needStock(t *testing.T) {
 	t.Helper()
 	if stockBin == "" {
-		t.Skip("stock epmd not installed: nothing to compare with")
+		missingErlang(t, "stock epmd not installed: nothing to compare with")
 	}
 }
 

@@ -5,14 +5,74 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
 	"time"
 
 	"github.com/gopmd/gopmd/epmd/client"
+	"github.com/gopmd/gopmd/epmd/server"
 	"github.com/gopmd/gopmd/epmd/wire"
 )
 
-// The examples that talk to a daemon have no Output comment: they are
-// compiled by go test but not run.
+// The examples that talk to a daemon on port 4369 have no Output comment:
+// they are compiled by go test but not run. Example runs its own daemon.
+
+// A Go program registered as a hidden node, looked up and listed, against
+// a gopmd daemon run in the same process on a port of its own (package
+// github.com/gopmd/gopmd/epmd/server). With a real epmd, use
+// client.NewLocal(4369) and leave the server out.
+func Example() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := server.New(server.Config{Port: wire.DefaultPort})
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+
+	c := &client.Client{Addr: ln.Addr().String(), Timeout: 5 * time.Second}
+	ctx := context.Background()
+
+	// Register: the node stays registered while reg is open.
+	reg, err := c.Register(ctx, wire.Node{
+		Name:  "gonode",
+		Port:  5000, // where this program would accept distribution connections
+		Type:  wire.NodeHidden,
+		Proto: wire.ProtoTCP4,
+		High:  6,
+		Low:   5,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer reg.Close()
+	fmt.Println("registered gonode, type", reg.Node().Type)
+
+	// Look up: what an Erlang node asks before connecting to gonode@host.
+	node, err := c.Lookup(ctx, "gonode")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("gonode is at port", node.Port)
+
+	// List: what "epmd -names" prints.
+	port, nodes, err := c.Names(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("epmd: up and running on port %d with data:\n", port)
+	for _, n := range nodes {
+		fmt.Printf("name %s at port %d\n", n.Name, n.Port)
+	}
+
+	_, err = c.Lookup(ctx, "nosuchnode")
+	fmt.Println(errors.Is(err, client.ErrNotFound))
+	// Output:
+	// registered gonode, type 72
+	// gonode is at port 5000
+	// epmd: up and running on port 4369 with data:
+	// name gonode at port 5000
+	// true
+}
 
 func ExampleLocal() {
 	fmt.Println(client.Local(wire.DefaultPort))

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"log/syslog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopmd/gopmd/epmd/server"
+)
+
+// TestLevels: the lowest level each number of -d options lets through.
+func TestLevels(t *testing.T) {
+	t.Parallel()
+	all := []slog.Level{slog.LevelError, slog.LevelWarn, slog.LevelInfo, slog.LevelDebug, server.LevelConn, server.LevelTrace}
+	for _, tc := range []struct {
+		debug  int
+		lowest slog.Level
+	}{
+		{0, slog.LevelInfo}, // errors, refusals, shutdown
+		{1, slog.LevelDebug},
+		{2, server.LevelConn},
+		{3, server.LevelTrace},
+		{7, server.LevelTrace},
+	} {
+		var buf bytes.Buffer
+		log := slog.New(newStderrHandler(&buf, levelFor(tc.debug)))
+		want := 0
+		for _, l := range all {
+			log.Log(t.Context(), l, "at "+l.String())
+			if l >= tc.lowest {
+				want++
+			}
+		}
+		if got := strings.Count(buf.String(), "\r\n"); got != want {
+			t.Errorf("%d x -d: %d lines, want %d:\n%s", tc.debug, got, want, buf.String())
+		}
+	}
+}
+
+// TestLineFormat: stock's stderr line, one per message, attributes as
+// key=value, quoted when needed.
+func TestLineFormat(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := slog.New(newStderrHandler(&buf, slog.LevelInfo))
+	log.Info("request refused", "conn", 2, "reason", "duplicate_name", "detail", "node name already occupied alpha")
+	got := stockTime.ReplaceAllString(buf.String(), "epmd: TIME: ")
+	want := "epmd: TIME: request refused conn=2 reason=duplicate_name detail=\"node name already occupied alpha\"\r\n"
+	if got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	buf.Reset()
+	log.Info("registered node", "name", "a\nb")
+	if strings.Count(buf.String(), "\n") != 1 {
+		t.Errorf("a newline in a value split the line: %q", buf.String())
+	}
+}
+
+// TestSyslogHandler: in the -daemon copy, messages go to syslog with the
+// daemon facility, the tag "epmd" and a severity from their level.
+func TestSyslogHandler(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "log")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	w, err := syslog.Dial("unixgram", path, syslog.LOG_DAEMON|syslog.LOG_ERR, "epmd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	log := slog.New(newSyslogHandler(w, levelFor(0)))
+	log.Debug("not shown without -d")
+	log.Info("request refused", "conn", 2, "reason", "duplicate_name")
+	log.Error("error in accept")
+
+	suffix := "epmd[" + strconv.Itoa(os.Getpid()) + "]: "
+	for _, want := range []struct{ prio, msg string }{
+		{"<30>", "request refused conn=2 reason=duplicate_name"}, // daemon.info
+		{"<27>", "error in accept"},                              // daemon.err
+	} {
+		l.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1024)
+		n, err := l.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.TrimSuffix(string(buf[:n]), "\n")
+		if !strings.HasPrefix(got, want.prio) || !strings.HasSuffix(got, suffix+want.msg) {
+			t.Errorf("syslog message %q, want %s...%s%s", got, want.prio, suffix, want.msg)
+		}
+	}
+}
