@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -242,6 +243,16 @@ func (m *Port2Resp) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
+// digits is the length of v in decimal, a size hint for the encoders.
+func digits(v uint64) int {
+	n := 1
+	for v >= 10 {
+		v /= 10
+		n++
+	}
+	return n
+}
+
 // AppendNameLine appends one NAMES line, "name NAME at port PORT\n".
 func AppendNameLine(b []byte, name string, port uint16) []byte {
 	b = append(b, "name "...)
@@ -251,8 +262,15 @@ func AppendNameLine(b []byte, name string, port uint16) []byte {
 	return append(b, '\n')
 }
 
-// AppendBinary appends the 4-byte port header and every line.
+// AppendBinary appends the 4-byte port header and every line. It grows b
+// once, to the exact size: a NAMES reply of thousands of nodes is built
+// without copying it over and over.
 func (m *NamesResp) AppendBinary(b []byte) ([]byte, error) {
+	n := 4
+	for _, e := range m.Nodes {
+		n += len("name  at port \n") + len(e.Name) + digits(uint64(e.Port))
+	}
+	b = slices.Grow(b, n)
 	b = appendU32(b, m.Port)
 	for _, e := range m.Nodes {
 		b = AppendNameLine(b, e.Name, e.Port)
@@ -321,8 +339,17 @@ func AppendDumpOld(b []byte, e DumpEntry) []byte {
 	return append(b, ' ', '\n', 0)
 }
 
-// AppendBinary appends the header, the active entries, then the old ones.
+// AppendBinary appends the header, the active entries, then the old ones,
+// growing b once.
 func (m *DumpResp) AppendBinary(b []byte) ([]byte, error) {
+	n := 4
+	for _, e := range m.Active {
+		n += len("active name     <> at port , fd = \n\x00") + len(e.Name) + digits(uint64(e.Port)) + digits(uint64(e.Fd)) + 1
+	}
+	for _, e := range m.Old {
+		n += len("old/unused name <>, port = , fd =  \n\x00") + len(e.Name) + digits(uint64(e.Port)) + digits(uint64(e.Fd)) + 1
+	}
+	b = slices.Grow(b, n)
 	b = appendU32(b, m.Port)
 	for _, e := range m.Active {
 		b = AppendDumpActive(b, e)
