@@ -192,6 +192,15 @@ type Conn struct {
 	pendingNow   int64
 }
 
+// OneShot reports whether a request's connection is closed once it is
+// answered, whatever the answer: every request but ALIVE2, whose socket
+// stays open after its reply. A server may serve one-shot requests on a
+// path that cannot keep a connection.
+func OneShot(req wire.Request) bool {
+	_, keeps := req.(*wire.Alive2Req)
+	return !keeps
+}
+
 // New returns a connection in AwaitingRequest.
 func New(cfg Config) *Conn { return &Conn{cfg: cfg} }
 

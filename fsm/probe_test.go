@@ -105,3 +105,19 @@ func TestProbeOwner(t *testing.T) {
 		}
 	})
 }
+
+func TestOneShot(t *testing.T) {
+	for _, req := range []wire.Request{&wire.PortPlease2Req{Name: "a"}, &wire.NamesReq{}, &wire.DumpReq{}, &wire.KillReq{}, &wire.StopReq{Name: "a"}} {
+		if !fsm.OneShot(req) {
+			t.Errorf("OneShot(%T) = false", req)
+		}
+		// Executing it must indeed close the connection.
+		acts := step(t, fsm.New(fsm.Config{ID: 1, Local: true, Relaxed: true}), registry.New(1), fsm.Received{Req: req})
+		if _, ok := acts[len(acts)-1].(fsm.Close); !ok {
+			t.Errorf("%T: last action %#v, want Close", req, acts[len(acts)-1])
+		}
+	}
+	if fsm.OneShot(&wire.Alive2Req{Node: node("a", 1)}) {
+		t.Error("OneShot(ALIVE2) = true")
+	}
+}
