@@ -28,6 +28,13 @@ import (
 // complete request (stock epmd's CLOSE_TIMEOUT).
 const DefaultPacketTimeout = 60 * time.Second
 
+// DefaultProbeGrace is how long an ALIVE2 for a name that is registered
+// waits for the holder's socket to end before it is refused as a duplicate.
+const DefaultProbeGrace = 250 * time.Millisecond
+
+// maxProbePause is the longest pause between two looks at the holder.
+const maxProbePause = 16 * time.Millisecond
+
 // Accept back-off when the process is out of file descriptors: stock epmd
 // exits; we wait, starting small and doubling, and keep serving.
 const (
@@ -49,6 +56,12 @@ type Config struct {
 	// from accept and not refreshed by each byte (the CVE-2026-42792 fix).
 	// Registered connections have no timeout. Zero means the default.
 	PacketTimeout time.Duration
+	// ProbeGrace is how long an ALIVE2 for a registered name waits, in its
+	// own goroutine, for the holder's socket to show that its peer closed
+	// it before the newcomer is refused as a duplicate (erlang/otp#11083).
+	// A live duplicate is refused after this delay. Zero means
+	// DefaultProbeGrace; a negative value means look once, without waiting.
+	ProbeGrace time.Duration
 	// DelayAccept and DelayWrite are stock epmd's debugging delays: a
 	// sleep before each accept and before each reply.
 	DelayAccept, DelayWrite time.Duration
@@ -79,6 +92,11 @@ type Server struct {
 type conn struct {
 	nc net.Conn
 	m  *fsm.Conn
+	// writeFailed is set, by the connection's own goroutine, when a reply
+	// could not be written in full: the close is then a reset, so that
+	// the client sees an error rather than a reply that merely looks
+	// short (NAMES and DUMP end at the close).
+	writeFailed bool
 }
 
 // New returns a server with an empty registry.
@@ -88,6 +106,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ProbeGrace == 0 {
+		cfg.ProbeGrace = DefaultProbeGrace
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -273,6 +294,7 @@ func (s *Server) run(c *conn, ev fsm.Event) (closed bool) {
 		switch a := acts[i].(type) {
 		case fsm.Send:
 			if err := s.write(c, a.Resp); err != nil {
+				c.writeFailed = true
 				if more := s.step(c, fsm.WriteFailed{Err: err}); len(more) > 0 {
 					acts, i = more, -1
 				}
@@ -289,13 +311,27 @@ func (s *Server) run(c *conn, ev fsm.Event) (closed bool) {
 
 // step runs one fsm step under the lock and carries out the actions that
 // touch other connections while still holding it.
+//
+// A ProbeOwner is answered under the lock when the holder's socket already
+// shows its end. Otherwise the lock is released while this connection alone
+// waits, up to the probe grace, for the holder's socket to end; then
+// OwnerProbed is stepped under the lock again. fsm keeps the pending ALIVE2
+// meanwhile, and no other event can reach this connection: its goroutine
+// is the one waiting.
 func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	acts := s.stepLocked(c, ev)
 	if len(acts) == 1 {
 		if p, ok := acts[0].(fsm.ProbeOwner); ok {
-			acts = s.stepLocked(c, fsm.OwnerProbed{Gone: s.peerGone(p.ID)})
+			holder := s.conns[p.ID]
+			gone := holder == nil || peerGone(holder)
+			if !gone && s.cfg.ProbeGrace > 0 {
+				s.mu.Unlock()
+				gone = s.awaitGone(holder)
+				s.mu.Lock()
+			}
+			acts = s.stepLocked(c, fsm.OwnerProbed{Gone: gone})
 		}
 	}
 	for _, a := range acts {
@@ -324,16 +360,13 @@ func (s *Server) stepLocked(c *conn, ev fsm.Event) []fsm.Action {
 	return acts
 }
 
-// peerGone reports whether connection id's peer has already closed or
-// reset it, or sent data on it (fatal for a registration socket), without
-// waiting: it peeks at the socket's receive queue. The connection's own
-// goroutine would see the same thing as soon as it is scheduled; looking
-// now lets a quickly restarting node reclaim its name (erlang/otp#11083).
-func (s *Server) peerGone(id registry.ConnID) bool {
-	c := s.conns[id]
-	if c == nil {
-		return true
-	}
+// peerGone reports whether a connection's peer has already closed or reset
+// it, or sent data on it (fatal for a registration socket), or whether it
+// is closed on our side, without waiting: it peeks at the socket's receive
+// queue. The connection's own goroutine would see the same thing as soon
+// as it is scheduled; looking now lets a quickly restarting node reclaim
+// its name (erlang/otp#11083). It is safe without the lock.
+func peerGone(c *conn) bool {
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
 		return false
@@ -351,6 +384,38 @@ func (s *Server) peerGone(id registry.ConnID) bool {
 		gone = rerr != syscall.EAGAIN && rerr != syscall.EINTR
 	})
 	return gone || err != nil
+}
+
+// awaitGone polls the holder's socket, without the lock, until it shows
+// its end or the probe grace has passed, and reports whether it ended. An
+// Erlang node (OTP 25) that stops and restarts distribution closes its old
+// registration socket asynchronously, when the VM gets round to closing
+// the dead erl_epmd process's port, and that can come a moment after the
+// new ALIVE2: with a peek alone about 1 restart in 400 was still refused.
+// Only an ALIVE2 for a name that is held waits, and only its own goroutine.
+func (s *Server) awaitGone(holder *conn) bool {
+	start := time.Now()
+	deadline := start.Add(s.cfg.ProbeGrace)
+	pause := time.Millisecond
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		t.Reset(min(pause, left))
+		select {
+		case <-t.C:
+		case <-s.done:
+			return false
+		}
+		if peerGone(holder) {
+			s.log.Debug("holder of a requested name went away", "waited", time.Since(start))
+			return true
+		}
+		pause = min(2*pause, maxProbePause)
+	}
 }
 
 // write sends one reply in one write.
@@ -374,6 +439,9 @@ func (s *Server) closeConn(c *conn, reason string) {
 	s.mu.Lock()
 	delete(s.conns, id)
 	s.mu.Unlock()
+	if tc, ok := c.nc.(*net.TCPConn); ok && c.writeFailed {
+		tc.SetLinger(0) // discard what is queued and send a reset
+	}
 	c.nc.Close()
 	lvl := LevelConn
 	switch reason {
