@@ -143,10 +143,13 @@ type RegisteredNode struct {
 // UnregisteredNode reports a registration removed, for the log.
 type UnregisteredNode struct{ Name string }
 
-// ProbeOwner asks the server to look, without blocking, at the socket of
-// the connection holding a name that an ALIVE2 asks for, and to answer at
-// once with OwnerProbed, under the same lock. It is always the only
-// action of its step.
+// ProbeOwner asks the server whether the connection holding a name that an
+// ALIVE2 asks for is already gone (its peer closed or reset it, or sent
+// data on it), and to answer with OwnerProbed before anything else happens
+// to this connection. The server may take a moment to decide (it may watch
+// the holder briefly); meanwhile other connections may step, and the
+// answer is checked against the registry as it is then. ProbeOwner is
+// always the only action of its step.
 type ProbeOwner struct{ ID registry.ConnID }
 
 // Refusal reports a request refused with a reply rather than a close
@@ -245,7 +248,8 @@ func (c *Conn) stepAwaiting(reg *registry.Registry, ev Event) []Action {
 		return c.probed(reg, p)
 	}
 	// Anything else abandons a pending probe: the server answers
-	// ProbeOwner at once, so this happens only if it did not.
+	// ProbeOwner before any other event, so this happens only if it did
+	// not.
 	c.pending = nil
 	switch ev := ev.(type) {
 	case Received:
