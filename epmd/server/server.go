@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gopmd/gopmd/epmd/registry"
 	"github.com/gopmd/gopmd/epmd/wire"
 	"github.com/gopmd/gopmd/fsm"
@@ -84,6 +86,9 @@ type Server struct {
 	nextID   registry.ConnID
 	stopping bool
 
+	poller *poller // watches kept sockets; nil if epoll is unavailable
+	stopFd int     // eventfd, readable once the server stops: wakes accept loops
+
 	wg       sync.WaitGroup // connection and accept goroutines
 	done     chan struct{}  // closed when shutdown begins
 	doneOnce sync.Once
@@ -118,7 +123,7 @@ func New(cfg Config) *Server {
 	if cfg.Debug > 0 {
 		maxOld = registry.DebugMaxRemembered
 	}
-	return &Server{
+	s := &Server{
 		cfg:   cfg,
 		log:   log,
 		reg:   registry.New(maxOld),
@@ -126,6 +131,16 @@ func New(cfg Config) *Server {
 		lns:   make(map[net.Listener]struct{}),
 		done:  make(chan struct{}),
 	}
+	s.stopFd = -1
+	if fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err == nil {
+		s.stopFd = fd
+	}
+	p, err := newPoller(s)
+	if err != nil {
+		log.Warn("epoll unavailable: each kept connection waits in its own goroutine", "err", err)
+	}
+	s.poller = p
+	return s
 }
 
 // Done is closed when the server begins shutting down, after a KILL
@@ -147,6 +162,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
+	if sc, ok := ln.(syscall.Conn); ok && s.stopFd >= 0 {
+		if raw, err := sc.SyscallConn(); err == nil {
+			return s.serveRaw(ln, raw)
+		}
+	}
 	backoff := time.Duration(0)
 	for {
 		if s.cfg.DelayAccept > 0 {
@@ -158,11 +178,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				return nil
 			}
 			if isTemporaryAcceptError(err) {
-				if backoff == 0 {
-					backoff = minAcceptBackoff
-				} else if backoff *= 2; backoff > maxAcceptBackoff {
-					backoff = maxAcceptBackoff
-				}
+				backoff = nextBackoff(backoff)
 				s.log.Error("error in accept, backing off", "err", err, "backoff", backoff)
 				select {
 				case <-time.After(backoff):
@@ -174,7 +190,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.start(nc)
+		s.startConn(nc, new(wire.Framer), time.Now())
 	}
 }
 
@@ -196,9 +212,10 @@ func (s *Server) isStopping() bool {
 	return s.stopping
 }
 
-// start registers a new connection and runs it in its own goroutine.
-func (s *Server) start(nc net.Conn) {
-	accepted := time.Now()
+// startConn registers a new connection and serves it in its own
+// goroutine, going on from the bytes already in fr; the packet timeout
+// counts from accepted.
+func (s *Server) startConn(nc net.Conn, fr *wire.Framer, accepted time.Time) {
 	local := fsm.IsLocal(addrOf(nc.RemoteAddr()), addrOf(nc.LocalAddr()))
 	fd := fdOf(nc)
 
@@ -217,24 +234,30 @@ func (s *Server) start(nc net.Conn) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 
-	s.log.Log(context.Background(), LevelConn, "connection opened",
-		"conn", uint64(id), "fd", fd, "peer", nc.RemoteAddr().String(), "local", local)
-	go s.serveConn(c, accepted)
+	if s.log.Enabled(context.Background(), LevelConn) {
+		s.log.Log(context.Background(), LevelConn, "connection opened",
+			"conn", uint64(id), "fd", fd, "peer", addrOf(nc.RemoteAddr()).String(), "local", local)
+	}
+	go s.serveConn(c, fr, accepted)
 }
 
 // serveConn reads one request, executes it, and for a kept ALIVE2 socket
 // waits for the peer's next byte or close.
-func (s *Server) serveConn(c *conn, accepted time.Time) {
+func (s *Server) serveConn(c *conn, fr *wire.Framer, accepted time.Time) {
 	defer s.wg.Done()
 	// The packet timeout counts from accept and is never refreshed: a
 	// client dribbling bytes cannot extend it.
 	c.nc.SetReadDeadline(accepted.Add(s.cfg.PacketTimeout))
-	if s.run(c, s.readRequest(c)) {
+	if s.run(c, s.readRequest(c, fr)) {
 		return
 	}
 	// Kept socket (registered, or ALIVE2 refused): no timeout; any byte
-	// or EOF ends it.
+	// or EOF ends it. The poller watches it from now on, so it holds no
+	// goroutine; without a poller, this goroutine waits.
 	c.nc.SetReadDeadline(time.Time{})
+	if s.poller != nil && s.poller.watch(c) {
+		return
+	}
 	var b [1]byte
 	n, err := c.nc.Read(b[:])
 	var ev fsm.Event = fsm.Data{}
@@ -246,10 +269,9 @@ func (s *Server) serveConn(c *conn, accepted time.Time) {
 
 // readRequest reads until one frame is complete or the connection fails,
 // and returns the corresponding event.
-func (s *Server) readRequest(c *conn) fsm.Event {
-	var fr wire.Framer
+func (s *Server) readRequest(c *conn, fr *wire.Framer) fsm.Event {
+	n := 0 // the accept loop may have read the whole frame already
 	for {
-		n, err := c.nc.Read(fr.Next())
 		body, ferr := fr.Advance(n)
 		switch {
 		case ferr != nil:
@@ -260,28 +282,21 @@ func (s *Server) readRequest(c *conn) fsm.Event {
 				return fsm.Malformed{Err: derr}
 			}
 			return fsm.Received{Req: req, Now: s.cfg.Now().Unix()}
-		case err != nil:
+		}
+		var err error
+		n, err = c.nc.Read(fr.Next())
+		if n > 0 {
+			continue
+		}
+		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				return fsm.Timeout{}
 			}
-			if fr.Buffered() > 0 {
-				return fsm.PeerClosed{Err: &partialError{got: fr.Buffered(), err: err}}
-			}
-			return fsm.PeerClosed{Err: err}
+			return fsm.PeerClosed{Err: err, Buffered: fr.Buffered()}
 		}
 	}
 }
-
-type partialError struct {
-	got int
-	err error
-}
-
-func (e *partialError) Error() string {
-	return "got partial packet only (" + strconv.Itoa(e.got) + " bytes): " + e.err.Error()
-}
-func (e *partialError) Unwrap() error { return e.err }
 
 // run steps the machine with ev and carries out its actions. A failed
 // write is fed back as WriteFailed and the machine's new actions replace
@@ -300,14 +315,17 @@ func (s *Server) run(c *conn, ev fsm.Event) (closed bool) {
 				}
 			}
 		case fsm.Close:
-			s.closeConn(c, a.Reason)
+			s.closeConn(c, a)
 			return true
 		case fsm.Shutdown:
-			defer s.beginShutdown("kill request")
+			defer s.beginShutdown(killMessage)
 		}
 	}
 	return false
 }
+
+// killMessage is what stock epmd logs, even without -d, when KILL stops it.
+const killMessage = "got KILL_REQ - terminates normal"
 
 // step runs one fsm step under the lock and carries out the actions that
 // touch other connections while still holding it.
@@ -337,7 +355,10 @@ func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case fsm.CloseConn:
+			// Forget it here too: a socket the poller watches gets no
+			// event once we close it ourselves.
 			if other := s.conns[a.ID]; other != nil {
+				delete(s.conns, a.ID)
 				other.nc.Close()
 			}
 		case fsm.RegisteredNode:
@@ -346,7 +367,8 @@ func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
 		case fsm.UnregisteredNode:
 			s.log.Debug("unregistered node", "conn", uint64(c.m.Config().ID), "name", a.Name)
 		case fsm.Refusal:
-			s.log.Info("request refused", "conn", uint64(c.m.Config().ID), "reason", a.Reason, "detail", a.Detail)
+			// Stock's words alone, as stock logs them without -d.
+			s.log.Info(a.Detail)
 		}
 	}
 	return acts
@@ -355,8 +377,10 @@ func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
 func (s *Server) stepLocked(c *conn, ev fsm.Event) []fsm.Action {
 	before := c.m.State()
 	acts := c.m.Step(s.reg, ev)
-	s.log.Log(context.Background(), LevelTrace, "step",
-		"conn", uint64(c.m.Config().ID), "state", before.String(), "event", eventName(ev), "next", c.m.State().String())
+	if s.log.Enabled(context.Background(), LevelTrace) {
+		s.log.Log(context.Background(), LevelTrace, "step",
+			"conn", uint64(c.m.Config().ID), "state", before.String(), "event", eventName(ev), "next", c.m.State().String())
+	}
 	return acts
 }
 
@@ -434,7 +458,7 @@ func (s *Server) write(c *conn, r wire.Response) error {
 	return err
 }
 
-func (s *Server) closeConn(c *conn, reason string) {
+func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	id := c.m.Config().ID
 	s.mu.Lock()
 	delete(s.conns, id)
@@ -443,19 +467,27 @@ func (s *Server) closeConn(c *conn, reason string) {
 		tc.SetLinger(0) // discard what is queued and send a reset
 	}
 	c.nc.Close()
-	lvl := LevelConn
-	switch reason {
-	case fsm.ReasonDone, fsm.ReasonPeerClosed, fsm.ReasonData:
-	default:
-		// Refusals and protocol errors show without -d, as stock's
-		// level-0 messages do.
-		lvl = slog.LevelInfo
+	s.logClose(id, cl)
+}
+
+// logClose logs a close: stock epmd's own message, alone, when it has one
+// (refusals and protocol errors show without -d, as stock's level-0
+// messages do); otherwise a debug line.
+func (s *Server) logClose(id registry.ConnID, cl fsm.Close) {
+	if cl.Detail != "" {
+		s.log.Info(cl.Detail)
 	}
-	s.log.Log(context.Background(), lvl, "connection closed", "conn", uint64(id), "reason", reason)
+	if s.log.Enabled(context.Background(), LevelConn) {
+		s.log.Log(context.Background(), LevelConn, "connection closed", "conn", uint64(id), "reason", cl.Reason)
+	}
 }
 
 // beginShutdown stops accepting, closes every connection (registered nodes
 // see their socket close) and closes Done.
+//
+// The accept loops are woken first (the stopping flag, Done, the stop
+// eventfd), and the listeners closed after, without the lock: closing a
+// listener waits until no accept loop is inside it.
 func (s *Server) beginShutdown(why string) {
 	s.mu.Lock()
 	if s.stopping {
@@ -463,15 +495,34 @@ func (s *Server) beginShutdown(why string) {
 		return
 	}
 	s.stopping = true
+	lns := make([]net.Listener, 0, len(s.lns))
 	for ln := range s.lns {
-		ln.Close()
+		lns = append(lns, ln)
 	}
+	conns := make([]*conn, 0, len(s.conns))
 	for _, c := range s.conns {
-		c.nc.Close()
+		conns = append(conns, c)
+	}
+	if s.stopFd >= 0 {
+		one := [8]byte{1}
+		syscall.Write(s.stopFd, one[:]) // stays readable: every accept loop wakes
 	}
 	s.mu.Unlock()
-	s.log.Info("shutting down", "reason", why)
 	s.doneOnce.Do(func() { close(s.done) })
+	if why == killMessage {
+		s.log.Info(why)
+	} else {
+		s.log.Debug("shutting down", "reason", why)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	for _, c := range conns {
+		c.nc.Close()
+	}
+	if s.poller != nil {
+		s.poller.stop()
+	}
 }
 
 // Shutdown closes the listeners and every connection, then waits for the
@@ -482,9 +533,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(waited) }()
 	select {
 	case <-waited:
+		s.closeStopFd()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// closeStopFd releases the stop eventfd once no accept loop can poll it.
+func (s *Server) closeStopFd() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopFd >= 0 {
+		syscall.Close(s.stopFd)
+		s.stopFd = -1
 	}
 }
 
@@ -510,7 +572,10 @@ const (
 )
 
 func addrOf(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
+	if a == nil {
+		return netip.Addr{} // e.g. a peer that reset before we looked
+	}
+	if ta, ok := a.(*net.TCPAddr); ok && ta != nil {
 		ip, _ := netip.AddrFromSlice(ta.IP)
 		return ip
 	}
