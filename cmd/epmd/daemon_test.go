@@ -347,7 +347,7 @@ func TestDaemonInProcess(t *testing.T) {
 		"epmd: TIME: epmd running - daemon = 0\r\n",
 		"epmd: TIME: try to initiate listening port " + strconv.Itoa(port) + "\r\n",
 		"epmd: TIME: registered node conn=",
-		"epmd: TIME: shutting down reason=\"kill request\"\r\n",
+		"epmd: TIME: got KILL_REQ - terminates normal\r\n",
 	} {
 		if !strings.Contains(log, line) {
 			t.Errorf("log lacks %q:\n%s", line, log)
