@@ -82,43 +82,75 @@ func nextBackoff(d time.Duration) time.Duration {
 	return min(2*d, maxAcceptBackoff)
 }
 
+// rawConn is a new connection served with plain system calls until its
+// request is complete.
+type rawConn struct {
+	fd       int
+	peer     netip.Addr
+	local    bool
+	accepted time.Time
+	fr       wire.Framer
+}
+
+func (rc *rawConn) deadline(timeout time.Duration) time.Time { return rc.accepted.Add(timeout) }
+
 // accepted serves a new connection from the accept loop if its request is
-// already complete and one-shot, and hands it to a goroutine otherwise.
+// already complete and one-shot; a request still on its way waits in the
+// poller, and an ALIVE2 goes to its own goroutine.
 func (s *Server) accepted(nfd int, sa syscall.Sockaddr) {
-	start := time.Now()
-	peer := sockaddrAddr(sa)
-	local := fsm.IsLocal(peer, netip.Addr{}) // loopback needs no second look
-	if !local {
+	rc := &rawConn{fd: nfd, peer: sockaddrAddr(sa), accepted: time.Now()}
+	rc.local = fsm.IsLocal(rc.peer, netip.Addr{}) // loopback needs no second look
+	if !rc.local {
 		if lsa, err := syscall.Getsockname(nfd); err == nil {
-			local = fsm.IsLocal(peer, sockaddrAddr(lsa))
+			rc.local = fsm.IsLocal(rc.peer, sockaddrAddr(lsa))
 		}
 	}
+	if s.advance(rc) && (s.poller == nil || !s.poller.await(rc)) {
+		s.handOff(rc)
+	}
+}
 
-	fr := new(wire.Framer)
-	n, rerr := syscall.Read(nfd, fr.Next())
+// advance reads what the socket holds and, once the request is complete
+// (or the connection failed), serves it: one-shot requests here, an ALIVE2
+// through handOff. It reports whether the connection must wait for more.
+func (s *Server) advance(rc *rawConn) (waiting bool) {
+	n, rerr := syscall.Read(rc.fd, rc.fr.Next())
 	var ev fsm.Event
 	switch {
 	case n > 0:
-		body, ferr := fr.Advance(n)
+		body, ferr := rc.fr.Advance(n)
 		switch {
 		case ferr != nil:
 			ev = fsm.Malformed{Err: ferr}
-		case body != nil:
+		case body == nil:
+			return true
+		default:
 			req, derr := wire.DecodeRequest(body)
-			if derr != nil {
+			switch {
+			case derr != nil:
 				ev = fsm.Malformed{Err: derr}
-			} else if fsm.OneShot(req) {
+			case !fsm.OneShot(req):
+				s.handOff(rc)
+				return false
+			default:
 				ev = fsm.Received{Req: req, Now: s.cfg.Now().Unix()}
 			}
 		}
 	case n == 0 && rerr == nil:
-		ev = fsm.PeerClosed{}
+		ev = fsm.PeerClosed{Buffered: rc.fr.Buffered()}
+	case errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EINTR):
+		return true
+	default:
+		ev = fsm.PeerClosed{Err: rerr, Buffered: rc.fr.Buffered()}
 	}
-	if ev == nil {
-		s.handOff(nfd, fr, start)
-		return
-	}
+	s.serveOneShot(rc, ev)
+	return false
+}
 
+// serveOneShot steps a connection that will close with ev and carries out
+// the actions with plain system calls.
+func (s *Server) serveOneShot(rc *rawConn, ev fsm.Event) {
+	nfd := rc.fd
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -126,11 +158,11 @@ func (s *Server) accepted(nfd int, sa syscall.Sockaddr) {
 		return
 	}
 	s.nextID++
-	m := fsm.New(fsm.Config{ID: s.nextID, Fd: nfd, Local: local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port})
+	m := fsm.New(fsm.Config{ID: s.nextID, Fd: nfd, Local: rc.local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port})
 	s.mu.Unlock()
 	if s.log.Enabled(context.Background(), LevelConn) {
 		s.log.Log(context.Background(), LevelConn, "connection opened",
-			"conn", uint64(m.Config().ID), "fd", nfd, "peer", peer.String(), "local", local)
+			"conn", uint64(m.Config().ID), "fd", nfd, "peer", rc.peer.String(), "local", rc.local)
 	}
 
 	// The connection is never in s.conns: nothing can refer to it, as it
@@ -171,16 +203,16 @@ func (s *Server) accepted(nfd int, sa syscall.Sockaddr) {
 }
 
 // handOff moves a connection to the ordinary path: a net.Conn and its own
-// goroutine, which goes on from the bytes already in fr.
-func (s *Server) handOff(nfd int, fr *wire.Framer, accepted time.Time) {
-	f := os.NewFile(uintptr(nfd), "")
+// goroutine, which goes on from the bytes already read.
+func (s *Server) handOff(rc *rawConn) {
+	f := os.NewFile(uintptr(rc.fd), "")
 	nc, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
 		s.log.Error("cannot serve connection", "err", err)
 		return
 	}
-	s.startConn(nc, fr, accepted)
+	s.startConn(nc, &rc.fr, rc.accepted)
 }
 
 // finishWrite writes the rest of a reply that did not fit in the socket

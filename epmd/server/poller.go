@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/gopmd/gopmd/epmd/registry"
 	"github.com/gopmd/gopmd/fsm"
@@ -24,15 +25,27 @@ import (
 type poller struct {
 	s    *Server
 	epfd int
-	wake int // eventfd: written to stop the loop
+	wake int // eventfd: written to stop the loop, or to look at deadlines again
+
+	// New connections whose request is not complete yet wait here too,
+	// served with plain system calls (see fastpath.go). Their deadlines
+	// are accept time plus one constant, so a FIFO keeps them in order.
+	mu      sync.Mutex
+	pending map[uint64]*rawConn
+	queue   []uint64 // keys in accept order; stale keys are skipped
+	seq     uint64
+	stopped bool
 
 	stopOnce sync.Once
 	done     chan struct{}
 }
 
-// pollerWakeID is the epoll data of the wake eventfd; connection ids start
-// at 1.
-const pollerWakeID = 0
+// Epoll data: the wake eventfd is 0, kept connections their ConnID
+// (from 1), pending connections a key with the top bit set.
+const (
+	pollerWakeID = 0
+	pendingBit   = 1 << 63
+)
 
 func newPoller(s *Server) (*poller, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -44,7 +57,7 @@ func newPoller(s *Server) (*poller, error) {
 		syscall.Close(epfd)
 		return nil, errno
 	}
-	p := &poller{s: s, epfd: epfd, wake: int(wake), done: make(chan struct{})}
+	p := &poller{s: s, epfd: epfd, wake: int(wake), done: make(chan struct{}), pending: make(map[uint64]*rawConn)}
 	if err := p.ctl(syscall.EPOLL_CTL_ADD, p.wake, pollerWakeID); err != nil {
 		syscall.Close(epfd)
 		syscall.Close(p.wake)
@@ -55,12 +68,96 @@ func newPoller(s *Server) (*poller, error) {
 }
 
 func (p *poller) ctl(op, fd int, id registry.ConnID) error {
-	ev := syscall.EpollEvent{
-		Events: syscall.EPOLLIN | syscall.EPOLLRDHUP,
-		Fd:     int32(uint32(id)),
-		Pad:    int32(uint32(id >> 32)),
-	}
+	return p.ctlEvents(op, fd, uint64(id), syscall.EPOLLIN|syscall.EPOLLRDHUP)
+}
+
+func (p *poller) ctlEvents(op, fd int, key uint64, events uint32) error {
+	ev := syscall.EpollEvent{Events: events, Fd: int32(uint32(key)), Pad: int32(uint32(key >> 32))}
 	return syscall.EpollCtl(p.epfd, op, fd, &ev)
+}
+
+// oneShotIn arms a pending connection for one event at a time: once it is
+// handed to a goroutine its descriptor is duplicated, and a registration
+// that stayed armed would keep firing for the duplicate.
+const oneShotIn = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+
+// await makes a new connection wait in the poller for the rest of its
+// request, until its packet deadline. It reports false if it cannot.
+func (p *poller) await(rc *rawConn) bool {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return false
+	}
+	p.seq++
+	key := pendingBit | p.seq
+	p.pending[key] = rc
+	p.queue = append(p.queue, key)
+	first := len(p.queue) == 1
+	p.mu.Unlock()
+	if err := p.ctlEvents(syscall.EPOLL_CTL_ADD, rc.fd, key, oneShotIn); err != nil {
+		p.mu.Lock()
+		delete(p.pending, key)
+		p.mu.Unlock()
+		return false
+	}
+	if first {
+		p.poke() // the loop may be sleeping with no deadline to watch
+	}
+	return true
+}
+
+func (p *poller) poke() {
+	one := [8]byte{1}
+	syscall.Write(p.wake, one[:])
+}
+
+// pendingReady serves a pending connection that has bytes, or its end.
+func (p *poller) pendingReady(key uint64) {
+	p.mu.Lock()
+	rc := p.pending[key]
+	p.mu.Unlock()
+	if rc == nil {
+		return
+	}
+	if p.s.advance(rc) {
+		p.ctlEvents(syscall.EPOLL_CTL_MOD, rc.fd, key, oneShotIn) // re-arm
+		return
+	}
+	p.mu.Lock()
+	delete(p.pending, key)
+	p.mu.Unlock()
+}
+
+// expire times out the pending connections whose packet deadline passed
+// and returns how long until the next deadline (-1 for none).
+func (p *poller) expire() int {
+	now := time.Now()
+	var late []*rawConn
+	wait := -1
+	p.mu.Lock()
+	for len(p.queue) > 0 {
+		rc := p.pending[p.queue[0]]
+		if rc == nil {
+			p.queue = p.queue[1:] // already served
+			continue
+		}
+		if d := rc.deadline(p.s.cfg.PacketTimeout); d.After(now) {
+			wait = int(d.Sub(now)/time.Millisecond) + 1
+			break
+		}
+		delete(p.pending, p.queue[0])
+		p.queue = p.queue[1:]
+		late = append(late, rc)
+	}
+	if len(p.queue) == 0 {
+		p.queue = nil // let a long queue's array go
+	}
+	p.mu.Unlock()
+	for _, rc := range late {
+		p.s.serveOneShot(rc, fsm.Timeout{})
+	}
+	return wait
 }
 
 // watch hands a kept connection to the poller. It reports false when the
@@ -88,7 +185,7 @@ func (p *poller) loop() {
 	defer close(p.done)
 	events := make([]syscall.EpollEvent, 128)
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
+		n, err := syscall.EpollWait(p.epfd, events, p.expire())
 		if err != nil {
 			if errors.Is(err, syscall.EINTR) {
 				continue
@@ -97,11 +194,22 @@ func (p *poller) loop() {
 			return
 		}
 		for _, ev := range events[:n] {
-			id := registry.ConnID(uint32(ev.Fd)) | registry.ConnID(uint32(ev.Pad))<<32
-			if id == pollerWakeID {
-				return
+			key := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			switch {
+			case key == pollerWakeID:
+				var b [8]byte
+				syscall.Read(p.wake, b[:])
+				p.mu.Lock()
+				stopped := p.stopped
+				p.mu.Unlock()
+				if stopped {
+					return
+				}
+			case key&pendingBit != 0:
+				p.pendingReady(key)
+			default:
+				p.ready(registry.ConnID(key))
 			}
-			p.ready(id)
 		}
 	}
 }
@@ -139,9 +247,14 @@ func (p *poller) ready(id registry.ConnID) {
 // stop ends the loop and waits for it.
 func (p *poller) stop() {
 	p.stopOnce.Do(func() {
-		one := [8]byte{1}
-		syscall.Write(p.wake, one[:])
+		p.mu.Lock()
+		p.stopped = true
+		p.mu.Unlock()
+		p.poke()
 		<-p.done
+		for _, rc := range p.pending {
+			syscall.Close(rc.fd)
+		}
 		syscall.Close(p.epfd)
 		syscall.Close(p.wake)
 	})
