@@ -92,6 +92,7 @@ type Server struct {
 	wg       sync.WaitGroup // connection and accept goroutines
 	done     chan struct{}  // closed when shutdown begins
 	doneOnce sync.Once
+	stopped  chan struct{} // closed when beginShutdown has closed everything
 }
 
 type conn struct {
@@ -130,6 +131,8 @@ func New(cfg Config) *Server {
 		conns: make(map[registry.ConnID]*conn),
 		lns:   make(map[net.Listener]struct{}),
 		done:  make(chan struct{}),
+
+		stopped: make(chan struct{}),
 	}
 	s.stopFd = -1
 	if fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err == nil {
@@ -523,12 +526,20 @@ func (s *Server) beginShutdown(why string) {
 	if s.poller != nil {
 		s.poller.stop()
 	}
+	close(s.stopped)
 }
 
 // Shutdown closes the listeners and every connection, then waits for the
 // connection goroutines to finish or ctx to expire. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.beginShutdown("shutdown")
+	// A KILL may have begun the shutdown in another goroutine: once it
+	// has stopped the poller, nothing starts a connection goroutine.
+	select {
+	case <-s.stopped:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	waited := make(chan struct{})
 	go func() { s.wg.Wait(); close(waited) }()
 	select {
