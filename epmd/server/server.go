@@ -3,9 +3,13 @@
 // carries out the actions it returns. Every protocol decision is fsm's; the
 // server decides only how bytes move.
 //
-// Each connection has its own goroutine. Every fsm step runs under one
-// mutex that also guards the registry, so the daemon's behaviour is the
-// sequence of (connection, event) pairs, which can be replayed against fsm.
+// One-shot requests are served in the accept loop with plain system calls
+// (fastpath.go); requests still on their way, and sockets kept after an
+// ALIVE2, wait in one epoll poller (poller.go); an ALIVE2 exchange runs in
+// its own goroutine. Every fsm step runs under one mutex that also guards
+// the registry, so the daemon's behaviour is the sequence of (connection,
+// event) pairs, which can be replayed against fsm. docs/design.md draws
+// the paths.
 package server
 
 import (
