@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"github.com/gopmd/gopmd/epmd/internal/testenv"
 	"net"
 	"net/netip"
 	"os"
@@ -115,41 +116,13 @@ func TestParseAddressesLimit(t *testing.T) {
 
 // freePort returns a TCP port that was free on 127.0.0.1 (and, when the
 // host has IPv6, on ::1) a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if ln6, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port))); err == nil {
-			ln6.Close()
-			return port
-		} else if !hasIPv6() {
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-func hasIPv6() bool {
-	ln, err := net.Listen("tcp6", "[::1]:0")
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
-}
 
 // listenFree calls Listen on a free port, trying another one if some other
 // process takes the port in between.
 func listenFree(t *testing.T, as []netip.Addr, offset int) ([]net.Listener, int) {
 	t.Helper()
 	for range 5 {
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		lns, err := server.Listen(as, port+offset)
 		if err == nil {
 			return lns, port
@@ -181,7 +154,7 @@ func TestListenOrder(t *testing.T) {
 	defer closeAll(lns)
 	p := strconv.Itoa(port)
 	want := []string{"127.0.0.1:" + p}
-	if hasIPv6() {
+	if testenv.HasIPv6() {
 		want = append(want, "[::1]:"+p)
 	}
 	want = append(want, "127.0.0.3:"+p, "127.0.0.2:"+p)
@@ -202,7 +175,7 @@ func TestListenEmptyListMeansLoopbackOnly(t *testing.T) {
 	lns, port := listenFree(t, addrs(), 0)
 	defer closeAll(lns)
 	want := 1
-	if hasIPv6() {
+	if testenv.HasIPv6() {
 		want = 2
 	}
 	if len(lns) != want || lns[0].Addr().String() != "127.0.0.1:"+strconv.Itoa(port) {
@@ -219,7 +192,7 @@ func TestListenPortModulo(t *testing.T) {
 }
 
 func TestListenDuplicateAddress(t *testing.T) {
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	lns, err := server.Listen(addrs("127.0.0.2", "127.0.0.2"), port)
 	if err == nil {
 		closeAll(lns)
@@ -244,7 +217,7 @@ func TestListenDuplicateAddress(t *testing.T) {
 }
 
 func TestListenPortInUse(t *testing.T) {
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	for _, busy := range []string{"127.0.0.1", "127.0.0.2"} {
 		t.Run(busy, func(t *testing.T) {
 			other, err := net.Listen("tcp4", net.JoinHostPort(busy, strconv.Itoa(port)))
@@ -271,10 +244,10 @@ func TestListenPortInUse(t *testing.T) {
 func TestListenBindFailureFatal(t *testing.T) {
 	// A listed address that cannot be bound is fatal, with stock's text.
 	// (An IPv4-mapped address cannot be bound by an IPv6-only socket.)
-	if !hasIPv6() {
+	if !testenv.HasIPv6() {
 		t.Skip("no IPv6")
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	lns, err := server.Listen(addrs("::ffff:127.0.0.1"), port)
 	if err == nil {
 		closeAll(lns)

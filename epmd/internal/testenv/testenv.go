@@ -67,11 +67,12 @@ func Optional(t testing.TB, name string) string {
 	return p
 }
 
-// FreePort returns a TCP port that was free on 127.0.0.1 and ::1 a moment
-// ago. There is a small race with other processes; tests that start
-// daemons on it retry on "address in use".
+// FreePort returns a TCP port that was free on 127.0.0.1, and on ::1 when
+// the host has IPv6 loopback, a moment ago. There is a small race with
+// other processes; tests that start daemons on it retry on "address in use".
 func FreePort(t testing.TB) int {
 	t.Helper()
+	v6 := HasIPv6()
 	for i := 0; i < 50; i++ {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
@@ -79,6 +80,9 @@ func FreePort(t testing.TB) int {
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
+		if !v6 {
+			return port
+		}
 		ln6, err := net.Listen("tcp6", "[::1]:"+strconv.Itoa(port))
 		if err != nil {
 			continue
@@ -88,6 +92,16 @@ func FreePort(t testing.TB) int {
 	}
 	t.Fatal("no free port found on loopback")
 	return 0
+}
+
+// HasIPv6 reports whether the host has an IPv6 loopback to listen on.
+func HasIPv6() bool {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
 }
 
 func globFirst(pattern string) (string, error) {
