@@ -3,6 +3,7 @@ package fuzz_test
 import (
 	"flag"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -17,14 +18,26 @@ import (
 // -fuzzminimizetime on the command line wins.
 const defaultMinimizeTime = "10s"
 
+// differentialMinimizeTime is the default when fuzzing FuzzDifferential,
+// whose executions take about 100 ms (real sockets, two daemons, a 100 ms
+// window for connections left open): at 10 s per new input, minimizing
+// took most of a run.
+const differentialMinimizeTime = "3s"
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	given := false
 	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.fuzzminimizetime" })
 	if !given {
-		if err := flag.Set("test.fuzzminimizetime", defaultMinimizeTime); err != nil {
+		d := defaultMinimizeTime
+		if f := flag.Lookup("test.fuzz"); f != nil && strings.Contains(f.Value.String(), "FuzzDifferential") {
+			d = differentialMinimizeTime
+		}
+		if err := flag.Set("test.fuzzminimizetime", d); err != nil {
 			panic(err)
 		}
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopDifferentialDaemons() // FuzzDifferential's stock epmd
+	os.Exit(code)
 }

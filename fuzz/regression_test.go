@@ -49,3 +49,27 @@ func TestRegression_NamesReplyOwnsItsEntries(t *testing.T) {
 		op(opNames, 2), // conn 4: NAMES, reusing the registry's scratch
 	})
 }
+
+// TestRegression_Differential_KeptSocketDataReset: FuzzDifferential's
+// first finding (its seed of a 3057-byte ALIVE2 frame followed by more
+// bytes in the same write). When bytes arrive on a kept ALIVE2 socket
+// (registered or refused), stock epmd read()s them, up to 3060, then
+// unregisters and closes: the client sees EOF. gopmd only peeks at the
+// socket (MSG_PEEK in epmd/server/poller.go, a 1-byte read without the
+// poller) and closes it with the bytes unread, so the kernel answers with
+// a reset and the client's read fails with ECONNRESET. Both unregister
+// the node and send nothing more; only the end of the connection differs.
+// Not in docs/differences.md, so a bug; open (not fixed here). While it
+// is open this test skips, naming it; it fails if the outcome changes in
+// any other way, and passes once the daemon ends the connection as stock
+// does.
+func TestRegression_Differential_KeptSocketDataReset(t *testing.T) {
+	bin := stockEpmdPath(t)
+	for _, extra := range []string{"m", "more"} {
+		known := runDifferential(t, bin, diffScript(
+			rawStep(cat(longAlive2("kept"), extra)), rawStep(frame([]byte("n")))))
+		if len(known) > 0 {
+			t.Skipf("open finding %v (docs/fuzzing.md): ours resets a kept socket that received bytes, stock reads them and sends EOF", known)
+		}
+	}
+}
