@@ -233,6 +233,7 @@ func (p *poller) ready(id registry.ConnID) {
 		ev = fsm.PeerClosed{}
 	default:
 		ev = fsm.Data{}
+		drain(c.nc)
 	}
 	// Stop watching before the close, so that no second event arrives
 	// for a connection being finished.
@@ -258,6 +259,23 @@ func (p *poller) stop() {
 		syscall.Close(p.epfd)
 		syscall.Close(p.wake)
 	})
+}
+
+// drain consumes, in one non-blocking read, what arrived on a kept socket,
+// as stock epmd's read loop does (up to its buffer, 3059 bytes) before it
+// closes the connection: the client then sees an orderly end, not the
+// reset a close with unread bytes would send.
+func drain(nc net.Conn) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	var b [3059]byte
+	raw.Control(func(fd uintptr) { syscall.Read(int(fd), b[:]) })
 }
 
 // peek looks at the socket's receive queue without consuming it or
