@@ -262,9 +262,10 @@ func (p *poller) stop() {
 }
 
 // drain consumes, in one non-blocking read, what arrived on a kept socket,
-// as stock epmd's read loop does (up to its buffer, 3059 bytes) before it
-// closes the connection: the client then sees an orderly end, not the
-// reset a close with unread bytes would send.
+// as stock epmd's read loop does (up to its whole buffer, INBUF_SIZE = 3060
+// bytes; only request reads keep one byte back) before it closes the
+// connection: the client then sees an orderly end, not the reset a close
+// with unread bytes would send.
 func drain(nc net.Conn) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -274,7 +275,7 @@ func drain(nc net.Conn) {
 	if err != nil {
 		return
 	}
-	var b [3059]byte
+	var b [3060]byte
 	raw.Control(func(fd uintptr) { syscall.Read(int(fd), b[:]) })
 }
 

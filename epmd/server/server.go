@@ -265,7 +265,7 @@ func (s *Server) serveConn(c *conn, fr *wire.Framer, accepted time.Time) {
 	if s.poller != nil && s.poller.watch(c) {
 		return
 	}
-	var b [3059]byte // consume what came, as stock does, so the close is orderly
+	var b [3060]byte // consume what came, as stock does (INBUF_SIZE), so the close is orderly
 	n, err := c.nc.Read(b[:])
 	var ev fsm.Event = fsm.Data{}
 	if n == 0 {
