@@ -892,29 +892,17 @@ func (dc *diffConn) compare() (diff, finding string) {
 		return fmt.Sprintf("replies differ:\n\tstock %s\n\tours  %s", quoteLong(st.reply), quoteLong(ou.reply)), ""
 	}
 	if st.reset != ou.reset {
-		if !st.reset && dc.keptSocketLeftover() == 3060 {
-			return "", findingKeptSocket3060
-		}
 		return fmt.Sprintf("stock ended the connection with %s, ours with %s", endName(st.reset), endName(ou.reset)), ""
 	}
 	return "", ""
 }
 
 // Open findings: differences from stock that no documented rule explains,
-// reported but not yet fixed (docs/fuzzing.md, "Findings"). compare
-// excuses each only in the exact form it was found in, so that the fuzzer
-// can look for other things meanwhile; the regression test of each skips
-// while it is open, fails the moment the difference changes, and passes
-// once it is fixed.
-const (
-	// findingKeptSocket3060: exactly 3060 bytes on a kept ALIVE2 socket.
-	// Stock reads up to INBUF_SIZE = 3060 bytes there (its request reads
-	// take 3059) and closes: the client sees EOF. Ours reads up to 3059
-	// and closes with one byte unread, so the kernel resets the
-	// connection. (Any other count agrees since 83642b2; before it, ours
-	// reset the connection whatever came.)
-	findingKeptSocket3060 = "kept-socket-3060-bytes-reset"
-)
+// reported but not yet fixed (docs/fuzzing.md, "Findings"). compare would
+// excuse each only in the exact form it was found in, so that the fuzzer
+// can look for other things meanwhile. There are none open now: both
+// findings so far (bytes on a kept socket ending it with a reset, and the
+// 3060-byte edge of that fix) are fixed and pinned by regression tests.
 
 // keptSocketLeftover returns how many bytes arrive on a socket after an
 // ALIVE2 that keeps it: those behind a 3057-byte ALIVE2 frame in the same
