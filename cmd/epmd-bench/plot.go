@@ -97,7 +97,7 @@ func (r *runner) sweep(ctx context.Context, t *target, cfg sweepConfig) sweepSer
 		p.LookupOps, p.LookupErrors = lr.ops, lr.errs.total()
 		p.LookupP50us, p.LookupP99us = us(ls.P50), us(ls.P99)
 		f.Conc, f.N = 1, cfg.names
-		nr := namesLoad(ctx, cl, f, prefix, count)
+		nr := namesLoad(ctx, cl, f, prefix, count, t.daemonPort())
 		ns := summarize(nr.lat)
 		p.NamesOps, p.NamesErrors = nr.ops, nr.errs.total()
 		p.NamesP50us, p.NamesMaxUs = us(ns.P50), us(ns.Max)

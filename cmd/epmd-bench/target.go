@@ -53,6 +53,24 @@ func (t *target) client(timeout time.Duration) *client.Client {
 	return &client.Client{Addr: t.Addr, Timeout: timeout}
 }
 
+// daemonPort returns the port a daemon the tool started listens on, as
+// given by its -port, which is what it sends in the header of a NAMES
+// reply; 0 for other targets, whose configured port the tool cannot know.
+func (t *target) daemonPort() uint16 {
+	if t.Kind != kindStarted {
+		return 0
+	}
+	_, p, err := net.SplitHostPort(t.Addr)
+	if err != nil {
+		return 0
+	}
+	port, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return 0
+	}
+	return uint16(port)
+}
+
 // alive reports whether the target's process is still running, as far as
 // the tool can tell.
 func (t *target) alive() bool {

@@ -143,7 +143,7 @@ func (r *runner) run(ctx context.Context, t *target, f figure) runResult {
 	case wLookup:
 		lr = lookupLoad(ctx, cl, f, prefix, nodes)
 	case wNames:
-		lr = namesLoad(ctx, cl, f, prefix, nodes)
+		lr = namesLoad(ctx, cl, f, prefix, nodes, t.daemonPort())
 	case wChurn:
 		lr = churnLoad(ctx, cl, f, prefix)
 	case wHold:
@@ -415,27 +415,6 @@ func lookupOnce(ctx context.Context, cl *client.Client, rng *rand.Rand, prefix s
 		return checkErr("look-up of %s gave %s port %d", name, n.Name, n.Port)
 	}
 	return nil
-}
-
-// namesLoad sends NAMES and reads each reply to EOF, checking that it
-// lists the nodes registered for the run.
-func namesLoad(ctx context.Context, cl *client.Client, f figure, prefix string, nodes int) *loadResult {
-	return runLoad(ctx, loadSpec{conc: f.Conc, n: f.N, dur: f.Duration}, func(ctx context.Context, _ int, _ int64) (int, error) {
-		_, entries, err := cl.Names(ctx)
-		if err != nil {
-			return 0, err
-		}
-		got := 0
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name, prefix) {
-				got++
-			}
-		}
-		if got != nodes {
-			return 0, checkErr("NAMES listed %d of the %d nodes", got, nodes)
-		}
-		return 0, nil
-	})
 }
 
 // churnLoad has each worker register its own name, close the registration,

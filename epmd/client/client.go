@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -225,6 +226,43 @@ func readAll(r io.Reader, limit int64, msg string) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	return b, nil
+}
+
+// minReadBuf is the smallest buffer appendAll reads into.
+const minReadBuf = 4096
+
+// appendAll is readAll appending to dst: it reads until EOF, at most limit
+// bytes, into dst's spare capacity, which it grows geometrically (at least
+// doubling what it has read) when full. It returns dst with the bytes read
+// appended; where readAll returns nil (ErrClosed, a reply over limit) it
+// returns dst unchanged.
+func appendAll(dst []byte, r io.Reader, limit int, msg string) ([]byte, error) {
+	start := len(dst)
+	b := dst
+	for {
+		got := len(b) - start
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(max(minReadBuf, got), limit+1-got))
+		}
+		// Never ask for more than one byte past the limit.
+		end := min(cap(b), start+limit+1)
+		n, err := r.Read(b[len(b):end])
+		b = b[:len(b)+n]
+		got += n
+		if got > limit {
+			return dst, &wire.DecodeError{Msg: msg, Field: "reply", Offset: limit, Err: wire.ErrTooLarge,
+				Detail: fmt.Sprintf("reply longer than %d bytes", limit)}
+		}
+		switch {
+		case err == io.EOF:
+			if got == 0 {
+				return dst, ErrClosed
+			}
+			return b, nil
+		case err != nil:
+			return b, ioError(context.Background(), err, got)
+		}
+	}
 }
 
 // readExact reads exactly n bytes, the way the stock command-line client

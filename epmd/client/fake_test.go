@@ -208,6 +208,59 @@ func TestFakeNamesRawPartial(t *testing.T) {
 	}
 }
 
+// AppendNamesRaw appends what NamesRaw returns to the caller's buffer, and
+// leaves the buffer as it was where NamesRaw returns nothing.
+func TestFakeAppendNamesRaw(t *testing.T) {
+	big := cat(hdr, bytes.Repeat([]byte("name abcdefghij at port 12345\n"), 5000)) // 150 KB: several reads, growing
+	tests := []struct {
+		name  string
+		reply []byte
+		hold  bool
+		want  []byte // appended
+		err   error
+	}{
+		{"empty", hdr, false, hdr, nil},
+		{"two nodes", cat(hdr, []byte("name b at port 2\nname a at port 1\n")), false, cat(hdr, []byte("name b at port 2\nname a at port 1\n")), nil},
+		{"big", big, false, big, nil},
+		{"not decoded", cat(hdr, []byte("hello")), false, cat(hdr, []byte("hello")), nil},
+		{"closed without reply", nil, false, nil, client.ErrClosed},
+		{"short header", []byte{0, 0, 1}, false, []byte{0, 0, 1}, wire.ErrTruncated},
+		{"oversized", cat(hdr, hugeReply), false, nil, wire.ErrTooLarge},
+		{"never closes", cat(hdr, []byte("name a")), true, cat(hdr, []byte("name a")), context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := replyFake(t, tt.reply, tt.hold)
+			c := fakeClient(f)
+			for _, buf := range [][]byte{nil, []byte("kept"), make([]byte, 2, 8), make([]byte, 3, 1<<20)} {
+				orig := append([]byte(nil), buf...)
+				got, err := c.AppendNamesRaw(contextFor(t, tt.hold), buf)
+				wantErr(t, "AppendNamesRaw", err, tt.err)
+				if want := append(append([]byte(nil), orig...), tt.want...); !bytes.Equal(got, want) {
+					t.Errorf("AppendNamesRaw(%d/%d bytes) = %.60q..., want %.60q...", len(buf), cap(buf), got, want)
+				}
+				if buf == nil && len(tt.want) == 0 && got != nil {
+					t.Errorf("AppendNamesRaw(nil) = %q, want nil", got)
+				}
+				// A buffer with room for the reply is used, not replaced.
+				if cap(buf)-len(buf) >= len(tt.want)+1 && len(got) > 0 && &got[0] != &buf[:1][0] {
+					t.Errorf("AppendNamesRaw(%d/%d bytes) did not read into the buffer", len(buf), cap(buf))
+				}
+				if got := <-f.reqs; string(got) != "n" {
+					t.Errorf("request = %q, want \"n\"", got)
+				}
+			}
+			// NamesRaw returns what AppendNamesRaw appends.
+			raw, err := c.NamesRaw(contextFor(t, tt.hold))
+			wantErr(t, "NamesRaw", err, tt.err)
+			if !bytes.Equal(raw, tt.want) || (tt.want == nil) != (raw == nil) {
+				t.Errorf("NamesRaw = %.60q..., want %.60q...", raw, tt.want)
+			}
+		})
+	}
+}
+
 func TestFakeDump(t *testing.T) {
 	good := cat(hdr, wire.AppendDumpActive(nil, wire.DumpEntry{Name: "a", Port: 1, Fd: 5}),
 		wire.AppendDumpOld(nil, wire.DumpEntry{Name: "b", Port: 2, Fd: 6}))

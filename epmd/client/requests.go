@@ -19,7 +19,22 @@ import (
 // other than these and the size limit, the bytes read so far are returned
 // too.
 func (c *Client) NamesRaw(ctx context.Context) ([]byte, error) {
-	return c.readToEOF(ctx, &wire.NamesReq{}, "NAMES reply")
+	return c.readToEOF(ctx, nil, &wire.NamesReq{}, "NAMES reply")
+}
+
+// AppendNamesRaw is [Client.NamesRaw] reading into a buffer the caller
+// provides: it sends NAMES_REQ, appends the reply to buf and returns the
+// extended buffer. It reads into buf's spare capacity, growing the buffer
+// geometrically only when the reply does not fit, so a caller that passes
+// the previous result back as buf[:0] lists the nodes without allocating
+// for the reply once the buffer is large enough.
+//
+// Reading and errors are as for NamesRaw, which it equals with a nil buf:
+// the appended bytes are what NamesRaw would return. When NamesRaw would
+// return nothing (ErrClosed, a reply over [MaxReplySize]), AppendNamesRaw
+// returns buf with its length unchanged.
+func (c *Client) AppendNamesRaw(ctx context.Context, buf []byte) ([]byte, error) {
+	return c.readToEOF(ctx, buf, &wire.NamesReq{}, "NAMES reply")
 }
 
 // Names sends NAMES_REQ and decodes the reply. port is the daemon's
@@ -43,7 +58,7 @@ func (c *Client) Names(ctx context.Context) (port uint32, nodes []wire.NameEntry
 // and remembered nodes. The daemon serves DUMP to local peers only.
 // Reading and errors are as for [Client.NamesRaw].
 func (c *Client) DumpRaw(ctx context.Context) ([]byte, error) {
-	return c.readToEOF(ctx, &wire.DumpReq{}, "DUMP reply")
+	return c.readToEOF(ctx, nil, &wire.DumpReq{}, "DUMP reply")
 }
 
 // Dump sends DUMP_REQ and decodes the reply: the daemon's configured port,
@@ -61,15 +76,15 @@ func (c *Client) Dump(ctx context.Context) (wire.DumpResp, error) {
 	return m, nil
 }
 
-// readToEOF sends req and reads a NAMES-style reply: everything until
-// close, at least the 4-byte port header.
-func (c *Client) readToEOF(ctx context.Context, req wire.Request, msg string) ([]byte, error) {
-	var raw []byte
+// readToEOF sends req and reads a NAMES-style reply, everything until
+// close and at least the 4-byte port header, appending it to dst.
+func (c *Client) readToEOF(ctx context.Context, dst []byte, req wire.Request, msg string) ([]byte, error) {
+	raw := dst
 	err := c.roundTrip(ctx, req, func(conn net.Conn) (err error) {
-		raw, err = readAll(conn, MaxReplySize, msg)
-		if err == nil && len(raw) < 4 {
+		raw, err = appendAll(dst, conn, MaxReplySize, msg)
+		if got := len(raw) - len(dst); err == nil && got < 4 {
 			err = &wire.DecodeError{Msg: msg, Field: "Port", Offset: 0, Err: wire.ErrTruncated,
-				Detail: fmt.Sprintf("reply of %d bytes", len(raw))}
+				Detail: fmt.Sprintf("reply of %d bytes", got)}
 		}
 		return err
 	})

@@ -236,6 +236,13 @@ func TestStockRegisterNamesLookup(t *testing.T) {
 	if diff := cmp.Diff(wantRaw, raw); diff != "" {
 		t.Errorf("NamesRaw (-want +got):\n%s", diff)
 	}
+	buf, err := d.c.AppendNamesRaw(ctx, []byte("kept"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(append([]byte("kept"), wantRaw...), buf); diff != "" {
+		t.Errorf("AppendNamesRaw (-want +got):\n%s", diff)
+	}
 
 	for _, n := range []wire.Node{alpha, beta} {
 		got, err := d.c.Lookup(ctx, n.Name)
