@@ -399,7 +399,8 @@ func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
 		return c.becomeClosed([]Action{Send{resp}}, ReasonDone)
 	case *wire.NamesReq:
 		// The server writes the reply after releasing the registry, so
-		// the reply must own its entries: Names returns a new slice.
+		// the reply must not share memory the registry changes later:
+		// Names returns a read-only slice that never changes.
 		resp := &wire.NamesResp{Port: c.cfg.Port, Nodes: reg.Names()}
 		return c.becomeClosed([]Action{Send{resp}}, ReasonDone)
 	case *wire.DumpReq:

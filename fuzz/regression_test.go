@@ -62,7 +62,8 @@ func TestRegression_NamesReplyOwnsItsEntries(t *testing.T) {
 // unregistered the node and sent nothing more; only the end of the
 // connection differed. Fixed in 83642b2: gopmd now consumes what arrived,
 // in one read of up to 3059 bytes (drain in epmd/server/poller.go), before
-// it closes. Exactly 3060 bytes still differ: see the next test.
+// it closes (today keptReady in epmd/server/loop.go does it, with 3060).
+// Exactly 3060 bytes still differed then: see the next test.
 func TestRegression_Differential_KeptSocketDataReset(t *testing.T) {
 	bin := stockEpmdPath(t)
 	for _, n := range []int{1, 4, 3059, 3061, 4000} {

@@ -93,6 +93,10 @@ type Registry struct {
 	live   list               // registered nodes, newest first
 	old    list               // remembered nodes, oldest first
 	maxOld int
+
+	// names is what Names returned last, kept until the live list
+	// changes; nil when it must be made again.
+	names []wire.NameEntry
 }
 
 // New returns an empty registry that remembers up to maxRemembered records
@@ -131,6 +135,7 @@ func (g *Registry) Register(n wire.Node, owner ConnID, fd int, now int64) (creat
 	}
 	r.Node, r.Owner, r.Fd, r.live = n, owner, fd, true
 	g.live.pushFront(r)
+	g.names = nil
 	return r.Creation, true
 }
 
@@ -168,6 +173,7 @@ func (g *Registry) forget(r *record) {
 	g.live.remove(r)
 	r.live = false
 	g.old.pushBack(r)
+	g.names = nil
 }
 
 // Lookup returns the registered node called name.
@@ -194,13 +200,21 @@ func (g *Registry) Len() int { return g.live.n }
 // RememberedLen is the number of remembered records.
 func (g *Registry) RememberedLen() int { return g.old.n }
 
-// Names returns the registered nodes newest first, as NAMES lists them,
-// in a new slice the caller owns.
+// Names returns the registered nodes newest first, as NAMES lists them.
+// The slice is read-only and never changes: the registry returns the same
+// one until its registered nodes change, then makes a new one. So a
+// caller may keep it after the registry moves on, and two calls return
+// the same slice exactly when nothing was registered or unregistered in
+// between (a server can cache its encoding).
 func (g *Registry) Names() []wire.NameEntry {
-	s := make([]wire.NameEntry, 0, g.live.n)
+	if g.names != nil {
+		return g.names
+	}
+	s := make([]wire.NameEntry, 0, max(g.live.n, 1)) // never nil, even when empty
 	for r := g.live.head; r != nil; r = r.next {
 		s = append(s, wire.NameEntry{Name: r.Name, Port: r.Port})
 	}
+	g.names = s
 	return s
 }
 

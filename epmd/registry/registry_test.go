@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -458,5 +459,48 @@ func TestCheckInvariantsDetectsCorruption(t *testing.T) {
 				t.Fatalf("CheckInvariants() = %v, want registry: %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNamesSnapshot pins Names' contract, which the server's cache of the
+// encoded NAMES reply relies on: the same slice while the registered nodes
+// do not change, a new one as soon as they do, and a returned slice never
+// changes afterwards.
+func TestNamesSnapshot(t *testing.T) {
+	g := newChecked(t, 2)
+	g.mustRegister("a", 1, 5, observedNow)
+	g.mustRegister("b", 2, 6, observedNow)
+	first := g.names()
+	want := slices.Clone(first)
+	same := func(a, b []wire.NameEntry) bool { return len(a) == len(b) && &a[0] == &b[0] }
+	if again := g.names(); !same(first, again) {
+		t.Fatal("Names changed with no registration in between")
+	}
+	// Neither a look-up nor a failed registration or unregistration
+	// changes the list.
+	g.lookup("a")
+	g.r.Register(wire.Node{Name: "a"}, 9, 9, observedNow)
+	g.r.Unregister("a", 9)
+	if again := g.names(); !same(first, again) {
+		t.Fatal("Names changed after operations that changed nothing")
+	}
+	steps := []func(){
+		func() { g.mustRegister("c", 3, 7, observedNow) },
+		func() { g.mustUnregister("b", 2) },
+		func() { g.stop("a") },
+		func() { g.mustRegister("b", 4, 8, observedNow) }, // a remembered name
+		func() { g.mustRegister("d", 5, 9, observedNow) }, // reuses a remembered record
+	}
+	prev := first
+	for i, step := range steps {
+		step()
+		now := g.names()
+		if len(now) > 0 && len(prev) > 0 && &now[0] == &prev[0] {
+			t.Fatalf("step %d: Names returned the old slice after a change", i)
+		}
+		if d := cmp.Diff(want, first); d != "" {
+			t.Fatalf("step %d: an earlier Names result changed (-before +after):\n%s", i, d)
+		}
+		prev = now
 	}
 }

@@ -3,10 +3,9 @@
 // carries out the actions it returns. Every protocol decision is fsm's; the
 // server decides only how bytes move.
 //
-// One-shot requests are served in the accept loop with plain system calls
-// (fastpath.go); requests still on their way, and sockets kept after an
-// ALIVE2, wait in one epoll poller (poller.go); an ALIVE2 exchange runs in
-// its own goroutine. Every fsm step runs under one mutex that also guards
+// Connections from real listeners are served by one event loop with plain
+// system calls (loop.go); a listener without a descriptor gets a goroutine
+// per connection, the ordinary Go way. Every fsm step runs under one mutex that also guards
 // the registry, so the daemon's behaviour is the sequence of (connection,
 // event) pairs, which can be replayed against fsm. docs/design.md draws
 // the paths.
@@ -20,6 +19,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,23 +90,81 @@ type Server struct {
 	nextID   registry.ConnID
 	stopping bool
 
-	poller *poller // watches kept sockets; nil if epoll is unavailable
-	stopFd int     // eventfd, readable once the server stops: wakes accept loops
+	loop *evloop // serves listeners with descriptors; nil if epoll is unavailable
 
-	wg       sync.WaitGroup // connection and accept goroutines
+	// names caches the encoding of the last NAMES reply: the registry's
+	// Names is the same slice until the registry changes.
+	names atomic.Pointer[namesCache]
+
+	wg       sync.WaitGroup // Serve calls and connection goroutines
 	done     chan struct{}  // closed when shutdown begins
 	doneOnce sync.Once
 	stopped  chan struct{} // closed when beginShutdown has closed everything
 }
 
+// A conn is a connection and its state machine. Its socket is either a
+// raw descriptor, served by the event loop (see the ownership rules in
+// loop.go), or a net.Conn served by a goroutine of its own.
 type conn struct {
-	nc net.Conn
 	m  *fsm.Conn
-	// writeFailed is set, by the connection's own goroutine, when a reply
-	// could not be written in full: the close is then a reset, so that
-	// the client sees an error rather than a reply that merely looks
-	// short (NAMES and DUMP end at the close).
+	fd int      // the socket, when it is raw; -1 otherwise
+	nc net.Conn // the socket, when it is a net.Conn
+	// key is the epoll key a raw connection had while its request was
+	// on its way (0 if it never waited), and watched says whether it is
+	// in the epoll set as a kept socket.
+	key     uint64
+	watched bool
+	// writeFailed is set when a reply could not be written in full: the
+	// close is then a reset, so that the client sees an error rather
+	// than a reply that merely looks short (NAMES and DUMP end at the
+	// close).
 	writeFailed bool
+}
+
+// closeSocket closes the connection's socket, with a reset if a reply
+// failed. A raw socket in s.conns is closed only under s.mu, by whoever
+// removed it.
+func (c *conn) closeSocket() {
+	if c.nc != nil {
+		if tc, ok := c.nc.(*net.TCPConn); ok && c.writeFailed {
+			tc.SetLinger(0) // discard what is queued and send a reset
+		}
+		c.nc.Close()
+		return
+	}
+	if c.writeFailed {
+		unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	closeRaw(c.fd)
+}
+
+// gone reports whether a connection's peer has already closed or reset
+// it, or sent data on it (fatal for a registration socket), or whether it
+// is closed on our side, without waiting: it peeks at the socket's receive
+// queue. The connection's own handler would see the same thing as soon as
+// it runs; looking now lets a quickly restarting node reclaim its name
+// (erlang/otp#11083). For a raw socket the caller holds s.mu.
+func (c *conn) gone() bool {
+	if c.nc == nil {
+		_, err := peekRaw(c.fd)
+		return err != unix.EAGAIN
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	err = raw.Control(func(fd uintptr) {
+		_, perr := peekRaw(int(fd))
+		// EAGAIN: nothing pending, the peer is alive. Anything else, a
+		// byte, end of stream or an error, ends the registration.
+		gone = perr != unix.EAGAIN
+	})
+	return gone || err != nil
 }
 
 // New returns a server with an empty registry.
@@ -138,15 +196,12 @@ func New(cfg Config) *Server {
 
 		stopped: make(chan struct{}),
 	}
-	s.stopFd = -1
-	if fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err == nil {
-		s.stopFd = fd
-	}
-	p, err := newPoller(s)
+	l, err := newLoop(s)
 	if err != nil {
-		log.Warn("epoll unavailable: each kept connection waits in its own goroutine", "err", err)
+		log.Warn("epoll unavailable: each connection is served in its own goroutine", "err", err)
+	} else {
+		s.loop = l
 	}
-	s.poller = p
 	return s
 }
 
@@ -169,9 +224,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
-	if sc, ok := ln.(syscall.Conn); ok && s.stopFd >= 0 {
+	if sc, ok := ln.(syscall.Conn); ok && s.loop != nil {
 		if raw, err := sc.SyscallConn(); err == nil {
-			return s.serveRaw(ln, raw)
+			if served, err := s.serveLoop(ln, raw); served {
+				return err
+			}
 		}
 	}
 	backoff := time.Duration(0)
@@ -232,20 +289,23 @@ func (s *Server) startConn(nc net.Conn, fr *wire.Framer, accepted time.Time) {
 		nc.Close()
 		return
 	}
-	s.nextID++
-	id := s.nextID
-	c := &conn{nc: nc, m: fsm.New(fsm.Config{
-		ID: id, Fd: fd, Local: local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port,
-	})}
-	s.conns[id] = c
+	c := &conn{fd: -1, nc: nc, m: s.newMachine(fd, local)}
+	s.conns[c.m.Config().ID] = c
 	s.wg.Add(1)
 	s.mu.Unlock()
 
 	if s.log.Enabled(context.Background(), LevelConn) {
 		s.log.Log(context.Background(), LevelConn, "connection opened",
-			"conn", uint64(id), "fd", fd, "peer", addrOf(nc.RemoteAddr()).String(), "local", local)
+			"conn", uint64(c.m.Config().ID), "fd", fd, "peer", addrOf(nc.RemoteAddr()).String(), "local", local)
 	}
 	go s.serveConn(c, fr, accepted)
+}
+
+// newMachine gives a new connection its id and state machine. The caller
+// holds s.mu.
+func (s *Server) newMachine(fd int, local bool) *fsm.Conn {
+	s.nextID++
+	return fsm.New(fsm.Config{ID: s.nextID, Fd: fd, Local: local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port})
 }
 
 // serveConn reads one request, executes it, and for a kept ALIVE2 socket
@@ -259,12 +319,8 @@ func (s *Server) serveConn(c *conn, fr *wire.Framer, accepted time.Time) {
 		return
 	}
 	// Kept socket (registered, or ALIVE2 refused): no timeout; any byte
-	// or EOF ends it. The poller watches it from now on, so it holds no
-	// goroutine; without a poller, this goroutine waits.
+	// or EOF ends it.
 	c.nc.SetReadDeadline(time.Time{})
-	if s.poller != nil && s.poller.watch(c) {
-		return
-	}
 	var b [3060]byte // consume what came, as stock does (INBUF_SIZE), so the close is orderly
 	n, err := c.nc.Read(b[:])
 	var ev fsm.Event = fsm.Data{}
@@ -277,7 +333,7 @@ func (s *Server) serveConn(c *conn, fr *wire.Framer, accepted time.Time) {
 // readRequest reads until one frame is complete or the connection fails,
 // and returns the corresponding event.
 func (s *Server) readRequest(c *conn, fr *wire.Framer) fsm.Event {
-	n := 0 // the accept loop may have read the whole frame already
+	n := 0 // fr may hold bytes already
 	for {
 		body, ferr := fr.Advance(n)
 		switch {
@@ -347,26 +403,31 @@ func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	acts := s.stepLocked(c, ev)
-	if len(acts) == 1 {
-		if p, ok := acts[0].(fsm.ProbeOwner); ok {
-			holder := s.conns[p.ID]
-			gone := holder == nil || peerGone(holder)
-			if !gone && s.cfg.ProbeGrace > 0 {
-				s.mu.Unlock()
-				gone = s.awaitGone(holder)
-				s.mu.Lock()
-			}
-			acts = s.stepLocked(c, fsm.OwnerProbed{Gone: gone})
+	if p, ok := probeOf(acts); ok {
+		holder := s.conns[p.ID]
+		gone := holder == nil || holder.gone()
+		if !gone && s.cfg.ProbeGrace > 0 {
+			s.mu.Unlock()
+			gone = s.awaitGone(p.ID)
+			s.mu.Lock()
 		}
+		acts = s.stepLocked(c, fsm.OwnerProbed{Gone: gone})
 	}
+	s.afterStepLocked(c, acts)
+	return acts
+}
+
+// afterStepLocked carries out, under s.mu, the actions of a step that
+// touch other connections, and logs what the step did.
+func (s *Server) afterStepLocked(c *conn, acts []fsm.Action) {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case fsm.CloseConn:
-			// Forget it here too: a socket the poller watches gets no
-			// event once we close it ourselves.
+			// STOP of another connection's node: close its socket now.
+			// Removing it from s.conns first makes this the close.
 			if other := s.conns[a.ID]; other != nil {
 				delete(s.conns, a.ID)
-				other.nc.Close()
+				other.closeSocket()
 			}
 		case fsm.RegisteredNode:
 			s.log.Debug("registered node", "conn", uint64(c.m.Config().ID), "name", a.Node.Name,
@@ -378,7 +439,6 @@ func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
 			s.log.Info(a.Detail)
 		}
 	}
-	return acts
 }
 
 func (s *Server) stepLocked(c *conn, ev fsm.Event) []fsm.Action {
@@ -391,32 +451,6 @@ func (s *Server) stepLocked(c *conn, ev fsm.Event) []fsm.Action {
 	return acts
 }
 
-// peerGone reports whether a connection's peer has already closed or reset
-// it, or sent data on it (fatal for a registration socket), or whether it
-// is closed on our side, without waiting: it peeks at the socket's receive
-// queue. The connection's own goroutine would see the same thing as soon
-// as it is scheduled; looking now lets a quickly restarting node reclaim
-// its name (erlang/otp#11083). It is safe without the lock.
-func peerGone(c *conn) bool {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	gone := false
-	err = raw.Control(func(fd uintptr) {
-		var b [1]byte
-		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		// EAGAIN: nothing pending, the peer is alive. Anything else, a
-		// byte, end of stream (n == 0) or an error, ends the registration.
-		gone = rerr != syscall.EAGAIN && rerr != syscall.EINTR
-	})
-	return gone || err != nil
-}
-
 // awaitGone polls the holder's socket, without the lock, until it shows
 // its end or the probe grace has passed, and reports whether it ended. An
 // Erlang node (OTP 25) that stops and restarts distribution closes its old
@@ -424,7 +458,9 @@ func peerGone(c *conn) bool {
 // the dead erl_epmd process's port, and that can come a moment after the
 // new ALIVE2: with a peek alone about 1 restart in 400 was still refused.
 // Only an ALIVE2 for a name that is held waits, and only its own goroutine.
-func (s *Server) awaitGone(holder *conn) bool {
+// Each look is made under s.mu, at the holder as s.conns has it then: one
+// that was closed meanwhile is gone.
+func (s *Server) awaitGone(holder registry.ConnID) bool {
 	start := time.Now()
 	deadline := start.Add(s.cfg.ProbeGrace)
 	pause := time.Millisecond
@@ -441,7 +477,11 @@ func (s *Server) awaitGone(holder *conn) bool {
 		case <-s.done:
 			return false
 		}
-		if peerGone(holder) {
+		s.mu.Lock()
+		h := s.conns[holder]
+		gone := h == nil || h.gone()
+		s.mu.Unlock()
+		if gone {
 			s.log.Debug("holder of a requested name went away", "waited", time.Since(start))
 			return true
 		}
@@ -451,7 +491,7 @@ func (s *Server) awaitGone(holder *conn) bool {
 
 // write sends one reply in one write.
 func (s *Server) write(c *conn, r wire.Response) error {
-	b, err := r.AppendBinary(nil)
+	b, err := s.encode(r)
 	if err != nil {
 		return err
 	}
@@ -465,15 +505,45 @@ func (s *Server) write(c *conn, r wire.Response) error {
 	return err
 }
 
+// namesCache is an encoded NAMES reply and the entries it was made from.
+type namesCache struct {
+	port  uint32
+	nodes []wire.NameEntry
+	b     []byte
+}
+
+// encode returns a reply's bytes. A NAMES reply is encoded once for as
+// long as the registry does not change: registry.Names returns the same
+// slice until then, and a new one after, so the slice says whether the
+// cached bytes still hold. The bytes are never written to after.
+func (s *Server) encode(r wire.Response) ([]byte, error) {
+	nr, ok := r.(*wire.NamesResp)
+	if !ok {
+		return r.AppendBinary(nil)
+	}
+	if nc := s.names.Load(); nc != nil && nc.port == nr.Port && sameSlice(nc.nodes, nr.Nodes) {
+		return nc.b, nil
+	}
+	b, err := nr.AppendBinary(nil)
+	if err == nil {
+		s.names.Store(&namesCache{port: nr.Port, nodes: nr.Nodes, b: b})
+	}
+	return b, err
+}
+
+// sameSlice reports whether a and b are the same slice: same length, same
+// first element in memory.
+func sameSlice(a, b []wire.NameEntry) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// closeConn forgets a goroutine-served connection and closes it.
 func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	id := c.m.Config().ID
 	s.mu.Lock()
 	delete(s.conns, id)
 	s.mu.Unlock()
-	if tc, ok := c.nc.(*net.TCPConn); ok && c.writeFailed {
-		tc.SetLinger(0) // discard what is queued and send a reset
-	}
-	c.nc.Close()
+	c.closeSocket()
 	s.logClose(id, cl)
 }
 
@@ -492,9 +562,13 @@ func (s *Server) logClose(id registry.ConnID, cl fsm.Close) {
 // beginShutdown stops accepting, closes every connection (registered nodes
 // see their socket close) and closes Done.
 //
-// The accept loops are woken first (the stopping flag, Done, the stop
-// eventfd), and the listeners closed after, without the lock: closing a
-// listener waits until no accept loop is inside it.
+// Raw sockets are closed under the lock, as their ownership rule wants;
+// then the event loop is stopped (it closes its listeners' descriptors and
+// the connections still on their way), and the listeners and the
+// goroutine-served connections are closed, without the lock.
+//
+// It must not be called from the event loop's goroutine, which it waits
+// for.
 func (s *Server) beginShutdown(why string) {
 	s.mu.Lock()
 	if s.stopping {
@@ -506,13 +580,14 @@ func (s *Server) beginShutdown(why string) {
 	for ln := range s.lns {
 		lns = append(lns, ln)
 	}
-	conns := make([]*conn, 0, len(s.conns))
-	for _, c := range s.conns {
-		conns = append(conns, c)
-	}
-	if s.stopFd >= 0 {
-		one := [8]byte{1}
-		syscall.Write(s.stopFd, one[:]) // stays readable: every accept loop wakes
+	var conns []*conn
+	for id, c := range s.conns {
+		if c.nc != nil {
+			conns = append(conns, c)
+			continue
+		}
+		delete(s.conns, id)
+		c.closeSocket()
 	}
 	s.mu.Unlock()
 	s.doneOnce.Do(func() { close(s.done) })
@@ -521,14 +596,14 @@ func (s *Server) beginShutdown(why string) {
 	} else {
 		s.log.Debug("shutting down", "reason", why)
 	}
+	if s.loop != nil {
+		s.loop.stop()
+	}
 	for _, ln := range lns {
 		ln.Close()
 	}
 	for _, c := range conns {
 		c.nc.Close()
-	}
-	if s.poller != nil {
-		s.poller.stop()
 	}
 	close(s.stopped)
 }
@@ -538,7 +613,7 @@ func (s *Server) beginShutdown(why string) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.beginShutdown("shutdown")
 	// A KILL may have begun the shutdown in another goroutine: once it
-	// has stopped the poller, nothing starts a connection goroutine.
+	// has stopped the event loop, nothing starts a connection goroutine.
 	select {
 	case <-s.stopped:
 	case <-ctx.Done():
@@ -548,20 +623,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(waited) }()
 	select {
 	case <-waited:
-		s.closeStopFd()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// closeStopFd releases the stop eventfd once no accept loop can poll it.
-func (s *Server) closeStopFd() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopFd >= 0 {
-		syscall.Close(s.stopFd)
-		s.stopFd = -1
 	}
 }
 
