@@ -83,6 +83,7 @@ type evloop struct {
 	stopped bool
 
 	stopOnce sync.Once
+	quit     chan struct{} // closed by stop
 	done     chan struct{} // closed when the loop has exited and closed its descriptors
 }
 
@@ -130,6 +131,7 @@ func newLoop(s *Server) (*evloop, error) {
 		s: s, epfd: epfd, wake: wake,
 		pending: make(map[uint64]*rawConn),
 		lns:     make(map[uint64]*listenSock),
+		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, wake, keyWake, unix.EPOLLIN); err != nil {
@@ -180,6 +182,7 @@ func (l *evloop) stop() {
 		l.stopped = true
 		l.mu.Unlock()
 		l.poke()
+		close(l.quit)
 	})
 	<-l.done
 }
@@ -206,6 +209,12 @@ func (l *evloop) run() {
 			}
 			l.s.log.Error("epoll_wait failed; the daemon stops serving", "err", err)
 			go l.s.beginShutdown("event loop failed")
+			// Keep the descriptors open until the shutdown stops the
+			// loop: it pokes the wake eventfd, and until it has taken
+			// the kept sockets out of s.conns, a probe may still call
+			// epoll_ctl on the set. Closed now, their numbers could
+			// already belong to other descriptors.
+			<-l.quit
 			return
 		}
 		for _, ev := range events[:n] {
@@ -278,6 +287,15 @@ func (l *evloop) timers() int {
 	}
 	armed := l.disarmed[:0]
 	for _, ls := range l.disarmed {
+		l.mu.Lock()
+		dropped := l.lns[ls.key] != ls
+		l.mu.Unlock()
+		if dropped {
+			// It failed for good meanwhile (a hang-up is reported even
+			// while disarmed): its descriptor is closed, and its number
+			// may be another socket's by now.
+			continue
+		}
 		if !ls.retryAt.After(now) {
 			if err := l.ctl(unix.EPOLL_CTL_MOD, ls.fd, ls.key, unix.EPOLLIN); err != nil {
 				l.dropListener(ls, err)
@@ -293,7 +311,9 @@ func (l *evloop) timers() int {
 	if next.IsZero() {
 		return -1
 	}
-	return int(next.Sub(now)/time.Millisecond) + 1
+	// epoll_wait takes an int of milliseconds: a packet timeout of weeks
+	// is waited for in steps.
+	return int(min(next.Sub(now)/time.Millisecond+1, 1<<30))
 }
 
 // acceptOn accepts what a listener has, a batch at a time, and then
@@ -313,10 +333,12 @@ func (l *evloop) acceptOn(key uint64) {
 		}
 		l.batch = l.batch[:0]
 	}()
+	if l.s.cfg.DelayAccept > 0 {
+		// -delay_accept, a debugging aid that simulates a busy daemon:
+		// like stock epmd's, it holds up everything, once per wake-up.
+		time.Sleep(l.s.cfg.DelayAccept)
+	}
 	for range acceptBatch {
-		if l.s.cfg.DelayAccept > 0 {
-			time.Sleep(l.s.cfg.DelayAccept)
-		}
 		nfd, peer, err := acceptRaw(ls.fd)
 		switch {
 		case err == nil:
@@ -352,7 +374,11 @@ func (l *evloop) dropListener(ls *listenSock, err error) {
 	l.mu.Lock()
 	if l.lns[ls.key] == ls {
 		delete(l.lns, ls.key)
-		unix.Close(ls.fd) // leaves the epoll set with it
+		// The socket may stay open elsewhere (systemd keeps the
+		// sockets it passes), and epoll forgets a descriptor only with
+		// the last one of its file: leave the set before closing.
+		l.ctl(unix.EPOLL_CTL_DEL, ls.fd, 0, 0)
+		unix.Close(ls.fd)
 	}
 	l.mu.Unlock()
 	ls.failed <- err
@@ -489,7 +515,15 @@ func (s *Server) serveOneShot(rc *rawConn, ev fsm.Event) {
 				w, err = writeRaw(nfd, b)
 				if err == nil && w < len(b) || errors.Is(err, unix.EAGAIN) {
 					// The socket buffer is full: finish the reply in a
-					// goroutine, under the write deadline.
+					// goroutine, under the write deadline. It works on a
+					// duplicate of the descriptor, and epoll drops a
+					// descriptor only with the last one of its file: a
+					// pending connection leaves the set first, or its
+					// registration would stay, level-triggered, and wake
+					// the loop for nothing until the reply is finished.
+					if rc.key != 0 {
+						s.loop.ctl(unix.EPOLL_CTL_DEL, nfd, 0, 0)
+					}
 					s.finishWrite(nfd, b[max(w, 0):], id, acts[i+1:])
 					return
 				}
@@ -529,6 +563,14 @@ func (s *Server) serveKept(rc *rawConn, ev fsm.Event) {
 		holder := s.conns[p.ID]
 		gone := holder == nil || holder.gone()
 		if !gone && s.cfg.ProbeGrace > 0 {
+			if c.key != 0 {
+				// It waited in the epoll set as a pending connection:
+				// no event of it may wake the loop during the grace
+				// (its pending key is gone), so it leaves the set, and
+				// joins it again as a kept socket afterwards.
+				s.loop.ctl(unix.EPOLL_CTL_DEL, c.fd, 0, 0)
+				c.key = 0
+			}
 			s.wg.Add(1)
 			s.mu.Unlock()
 			go s.probeLater(c, p.ID)
@@ -661,20 +703,25 @@ func (s *Server) keptReady(id registry.ConnID) {
 func (s *Server) finishWrite(nfd int, rest []byte, id registry.ConnID, after []fsm.Action) {
 	f := os.NewFile(uintptr(nfd), "")
 	nc, err := net.FileConn(f)
-	f.Close()
 	if err != nil {
+		// Out of descriptors, say: the reply cannot be finished. A
+		// reset, not a close, so that the client does not take what it
+		// got for the whole reply.
 		s.log.Error("cannot finish reply", "err", err)
-		return
+		unix.SetsockoptLinger(nfd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
+	f.Close()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		nc.SetWriteDeadline(time.Now().Add(s.cfg.PacketTimeout))
-		_, err := nc.Write(rest)
-		if tc, ok := nc.(*net.TCPConn); ok && err != nil {
-			tc.SetLinger(0)
+		if nc != nil {
+			nc.SetWriteDeadline(time.Now().Add(s.cfg.PacketTimeout))
+			_, err := nc.Write(rest)
+			if tc, ok := nc.(*net.TCPConn); ok && err != nil {
+				tc.SetLinger(0)
+			}
+			nc.Close()
 		}
-		nc.Close()
 		for _, a := range after {
 			switch a := a.(type) {
 			case fsm.Close:
