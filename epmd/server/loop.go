@@ -237,12 +237,16 @@ func (l *evloop) run() {
 				l.s.keptReady(registry.ConnID(key))
 			}
 		}
+		l.serveAccepted()
 	}
 }
 
 func (l *evloop) exit() {
 	for _, rc := range l.pending {
 		closeRaw(rc.fd)
+	}
+	for _, a := range l.batch {
+		closeRaw(a.fd) // accepted in the round the loop stopped in
 	}
 	l.pending = nil
 	l.mu.Lock()
@@ -316,9 +320,8 @@ func (l *evloop) timers() int {
 	return int(min(next.Sub(now)/time.Millisecond+1, 1<<30))
 }
 
-// acceptOn accepts what a listener has, a batch at a time, and then
-// serves the batch: accepting them all first gives the later clients'
-// requests time to arrive, so that more of them are served at once.
+// acceptOn accepts what a listener has, a batch at a time; the round's
+// other events are handled before the batch is served (serveAccepted).
 func (l *evloop) acceptOn(key uint64) {
 	l.mu.Lock()
 	ls := l.lns[key]
@@ -326,13 +329,6 @@ func (l *evloop) acceptOn(key uint64) {
 	if ls == nil {
 		return
 	}
-	defer func() {
-		for i, a := range l.batch {
-			l.accepted(a.fd, a.peer)
-			l.batch[i] = acceptedConn{}
-		}
-		l.batch = l.batch[:0]
-	}()
 	if l.s.cfg.DelayAccept > 0 {
 		// -delay_accept, a debugging aid that simulates a busy daemon:
 		// like stock epmd's, it holds up everything, once per wake-up.
@@ -366,6 +362,18 @@ func (l *evloop) acceptOn(key uint64) {
 			return
 		}
 	}
+}
+
+// serveAccepted serves the connections accepted in this round, after
+// every other event of the round: the later a new connection is first
+// read, the likelier its request is there already, and a connection
+// served at once costs no epoll_ctl and no second read.
+func (l *evloop) serveAccepted() {
+	for i, a := range l.batch {
+		l.accepted(a.fd, a.peer)
+		l.batch[i] = acceptedConn{}
+	}
+	l.batch = l.batch[:0]
 }
 
 // dropListener stops accepting on a listener that failed for good, and
@@ -768,7 +776,7 @@ func (s *Server) serveLoop(ln net.Listener, raw syscall.RawConn) (served bool, e
 
 // logOpened logs a new connection at -d -d.
 func (s *Server) logOpened(c *conn, peer netip.Addr) {
-	if s.log.Enabled(context.Background(), LevelConn) {
+	if s.logConns {
 		s.log.Log(context.Background(), LevelConn, "connection opened",
 			"conn", uint64(c.m.Config().ID), "fd", c.fd, "peer", peer.String(), "local", c.m.Config().Local)
 	}

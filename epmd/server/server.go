@@ -82,6 +82,9 @@ type Config struct {
 type Server struct {
 	cfg Config
 	log *slog.Logger
+	// logConns and logSteps say whether the logger takes the -d -d and
+	// -d -d -d levels, asked once rather than for every connection.
+	logConns, logSteps bool
 
 	mu       sync.Mutex // guards everything below, and every fsm step
 	reg      *registry.Registry
@@ -187,12 +190,14 @@ func New(cfg Config) *Server {
 		maxOld = registry.DebugMaxRemembered
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   log,
-		reg:   registry.New(maxOld),
-		conns: make(map[registry.ConnID]*conn),
-		lns:   make(map[net.Listener]struct{}),
-		done:  make(chan struct{}),
+		cfg:      cfg,
+		log:      log,
+		logConns: log.Enabled(context.Background(), LevelConn),
+		logSteps: log.Enabled(context.Background(), LevelTrace),
+		reg:      registry.New(maxOld),
+		conns:    make(map[registry.ConnID]*conn),
+		lns:      make(map[net.Listener]struct{}),
+		done:     make(chan struct{}),
 
 		stopped: make(chan struct{}),
 	}
@@ -294,7 +299,7 @@ func (s *Server) startConn(nc net.Conn, fr *wire.Framer, accepted time.Time) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 
-	if s.log.Enabled(context.Background(), LevelConn) {
+	if s.logConns {
 		s.log.Log(context.Background(), LevelConn, "connection opened",
 			"conn", uint64(c.m.Config().ID), "fd", fd, "peer", addrOf(nc.RemoteAddr()).String(), "local", local)
 	}
@@ -444,7 +449,7 @@ func (s *Server) afterStepLocked(c *conn, acts []fsm.Action) {
 func (s *Server) stepLocked(c *conn, ev fsm.Event) []fsm.Action {
 	before := c.m.State()
 	acts := c.m.Step(s.reg, ev)
-	if s.log.Enabled(context.Background(), LevelTrace) {
+	if s.logSteps {
 		s.log.Log(context.Background(), LevelTrace, "step",
 			"conn", uint64(c.m.Config().ID), "state", before.String(), "event", eventName(ev), "next", c.m.State().String())
 	}
@@ -554,7 +559,7 @@ func (s *Server) logClose(id registry.ConnID, cl fsm.Close) {
 	if cl.Detail != "" {
 		s.log.Info(cl.Detail)
 	}
-	if s.log.Enabled(context.Background(), LevelConn) {
+	if s.logConns {
 		s.log.Log(context.Background(), LevelConn, "connection closed", "conn", uint64(id), "reason", cl.Reason)
 	}
 }
