@@ -18,6 +18,7 @@ import (
 	"github.com/gopmd/gopmd/epmd/client"
 	"github.com/gopmd/gopmd/epmd/internal/testenv"
 	"github.com/gopmd/gopmd/epmd/server"
+	"github.com/gopmd/gopmd/fsm"
 )
 
 // erlCycles is the Erlang side of TestErlFastRestartNeverRefused: up to N
@@ -132,9 +133,14 @@ func TestErlFastRestartNeverRefused(t *testing.T) {
 	run := func(name string, grace time.Duration) cycleResult {
 		h := newCountHandler()
 		_, port := startLoopbackServer(t, server.Config{ProbeGrace: grace, Logger: slog.New(h)})
-		res := runErlCycles(t, erl, port, cycles, bound, func() int { return h.count("duplicate_name") })
+		res := runErlCycles(t, erl, port, cycles, bound, func() int { return h.count(fsm.ReasonDuplicate) })
 		figure(t, "restart/"+name, "%d of %d net_kernel restarts refused as duplicate_name (%d failed in all), %d ms",
 			res.refused, res.cycles, res.failed, res.ms)
+		// The live-duplicate checks at the end were refused: a counter
+		// that saw none of them would count nothing above either.
+		if h.count(fsm.ReasonDuplicate) <= res.refused {
+			t.Errorf("%s: the refusal counter missed the live-duplicate refusals", name)
+		}
 		return res
 	}
 	ours := run("gopmd", 0)

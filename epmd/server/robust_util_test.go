@@ -34,6 +34,7 @@ import (
 	"github.com/gopmd/gopmd/epmd/client"
 	"github.com/gopmd/gopmd/epmd/internal/testenv"
 	"github.com/gopmd/gopmd/epmd/server"
+	"github.com/gopmd/gopmd/fsm"
 	"github.com/gopmd/gopmd/epmd/wire"
 )
 
@@ -304,7 +305,9 @@ func startLoopbackServer(t *testing.T, cfg server.Config) (*server.Server, int) 
 	return srv, port
 }
 
-// countHandler is a slog.Handler counting refusals by reason.
+// countHandler is a slog.Handler counting refusals by reason. The server
+// logs a refusal in stock epmd's words (fsm.Refusal's Detail), so a
+// duplicate is the line "node name already occupied NAME".
 type countHandler struct {
 	mu      sync.Mutex
 	refused map[string]int
@@ -312,19 +315,16 @@ type countHandler struct {
 
 func newCountHandler() *countHandler { return &countHandler{refused: map[string]int{}} }
 
+// duplicateMessage starts the line logged for a duplicate_name refusal.
+const duplicateMessage = "node name already occupied "
+
 func (h *countHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
 func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "request refused" {
-		return nil
+	if strings.HasPrefix(r.Message, duplicateMessage) {
+		h.mu.Lock()
+		h.refused[fsm.ReasonDuplicate]++
+		h.mu.Unlock()
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "reason" {
-			h.refused[a.Value.String()]++
-		}
-		return true
-	})
 	return nil
 }
 func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
