@@ -34,8 +34,8 @@ import (
 	"github.com/gopmd/gopmd/epmd/client"
 	"github.com/gopmd/gopmd/epmd/internal/testenv"
 	"github.com/gopmd/gopmd/epmd/server"
-	"github.com/gopmd/gopmd/fsm"
 	"github.com/gopmd/gopmd/epmd/wire"
+	"github.com/gopmd/gopmd/fsm"
 )
 
 // raceEnabled is set by race_on_test.go when built with -race.
