@@ -650,7 +650,7 @@ func (s *Server) keptActsLocked(c *conn, acts []fsm.Action) (shutdown bool) {
 				}
 			}
 		case fsm.Close:
-			delete(s.conns, id)
+			s.forgetLocked(id)
 			c.closeSocket()
 			s.logClose(id, a)
 			return shutdown

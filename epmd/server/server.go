@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -86,9 +87,12 @@ type Server struct {
 	// -d -d -d levels, asked once rather than for every connection.
 	logConns, logSteps bool
 
-	mu       sync.Mutex // guards everything below, and every fsm step
-	reg      *registry.Registry
-	conns    map[registry.ConnID]*conn
+	mu    sync.Mutex // guards everything below, and every fsm step
+	reg   *registry.Registry
+	conns map[registry.ConnID]*conn
+	// ended holds, per connection, the channels of ALIVE2 requests
+	// waiting for it to go (awaitGone); forgetLocked closes them.
+	ended    map[registry.ConnID][]chan struct{}
 	lns      map[net.Listener]struct{}
 	nextID   registry.ConnID
 	stopping bool
@@ -431,7 +435,7 @@ func (s *Server) afterStepLocked(c *conn, acts []fsm.Action) {
 			// STOP of another connection's node: close its socket now.
 			// Removing it from s.conns first makes this the close.
 			if other := s.conns[a.ID]; other != nil {
-				delete(s.conns, a.ID)
+				s.forgetLocked(a.ID)
 				other.closeSocket()
 			}
 		case fsm.RegisteredNode:
@@ -465,8 +469,25 @@ func (s *Server) stepLocked(c *conn, ev fsm.Event) []fsm.Action {
 // Only an ALIVE2 for a name that is held waits, and only its own goroutine.
 // Each look is made under s.mu, at the holder as s.conns has it then: one
 // that was closed meanwhile is gone.
+//
+// It wakes as soon as the holder is forgotten (its own end was handled, a
+// STOP closed it), without waiting for its next look: a node's close can
+// reach the daemon a moment after its new ALIVE2 when the machine is busy,
+// and the looks are up to 16 ms apart.
 func (s *Server) awaitGone(holder registry.ConnID) bool {
 	start := time.Now()
+	ended := make(chan struct{})
+	s.mu.Lock()
+	if s.conns[holder] == nil {
+		s.mu.Unlock()
+		return true
+	}
+	if s.ended == nil {
+		s.ended = make(map[registry.ConnID][]chan struct{})
+	}
+	s.ended[holder] = append(s.ended[holder], ended)
+	s.mu.Unlock()
+	defer s.stopAwaiting(holder, ended)
 	deadline := start.Add(s.cfg.ProbeGrace)
 	pause := time.Millisecond
 	t := time.NewTimer(pause)
@@ -479,6 +500,9 @@ func (s *Server) awaitGone(holder registry.ConnID) bool {
 		t.Reset(min(pause, left))
 		select {
 		case <-t.C:
+		case <-ended:
+			s.log.Debug("holder of a requested name went away", "waited", time.Since(start))
+			return true
 		case <-s.done:
 			return false
 		}
@@ -491,6 +515,29 @@ func (s *Server) awaitGone(holder registry.ConnID) bool {
 			return true
 		}
 		pause = min(2*pause, maxProbePause)
+	}
+}
+
+// forgetLocked removes a connection from the table and wakes the ALIVE2
+// requests waiting for it to go. The caller holds s.mu and closes the
+// socket.
+func (s *Server) forgetLocked(id registry.ConnID) {
+	delete(s.conns, id)
+	for _, ch := range s.ended[id] {
+		close(ch)
+	}
+	delete(s.ended, id)
+}
+
+// stopAwaiting withdraws a wait of awaitGone that ended otherwise.
+func (s *Server) stopAwaiting(holder registry.ConnID, ended chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	waiting := slices.DeleteFunc(s.ended[holder], func(ch chan struct{}) bool { return ch == ended })
+	if len(waiting) == 0 {
+		delete(s.ended, holder)
+	} else {
+		s.ended[holder] = waiting
 	}
 }
 
@@ -546,7 +593,7 @@ func sameSlice(a, b []wire.NameEntry) bool {
 func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	id := c.m.Config().ID
 	s.mu.Lock()
-	delete(s.conns, id)
+	s.forgetLocked(id)
 	s.mu.Unlock()
 	c.closeSocket()
 	s.logClose(id, cl)
@@ -591,7 +638,7 @@ func (s *Server) beginShutdown(why string) {
 			conns = append(conns, c)
 			continue
 		}
-		delete(s.conns, id)
+		s.forgetLocked(id)
 		c.closeSocket()
 	}
 	s.mu.Unlock()
