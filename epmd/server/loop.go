@@ -514,27 +514,20 @@ func (s *Server) serveOneShot(rc *rawConn, ev fsm.Event) {
 	for i := 0; i < len(acts); i++ {
 		switch a := acts[i].(type) {
 		case fsm.Send:
-			b, err := s.encode(a.Resp)
-			if err == nil {
-				if s.cfg.DelayWrite > 0 {
-					time.Sleep(s.cfg.DelayWrite)
+			b, w, err := s.sendReply(nfd, a.Resp)
+			if b != nil && (err == nil && w < len(b) || errors.Is(err, unix.EAGAIN)) {
+				// The socket buffer is full: finish the reply in a
+				// goroutine, under the write deadline. It works on a
+				// duplicate of the descriptor, and epoll drops a
+				// descriptor only with the last one of its file: a
+				// pending connection leaves the set first, or its
+				// registration would stay, level-triggered, and wake
+				// the loop for nothing until the reply is finished.
+				if rc.key != 0 {
+					s.loop.ctl(unix.EPOLL_CTL_DEL, nfd, 0, 0)
 				}
-				var w int
-				w, err = writeRaw(nfd, b)
-				if err == nil && w < len(b) || errors.Is(err, unix.EAGAIN) {
-					// The socket buffer is full: finish the reply in a
-					// goroutine, under the write deadline. It works on a
-					// duplicate of the descriptor, and epoll drops a
-					// descriptor only with the last one of its file: a
-					// pending connection leaves the set first, or its
-					// registration would stay, level-triggered, and wake
-					// the loop for nothing until the reply is finished.
-					if rc.key != 0 {
-						s.loop.ctl(unix.EPOLL_CTL_DEL, nfd, 0, 0)
-					}
-					s.finishWrite(nfd, b[max(w, 0):], id, acts[i+1:])
-					return
-				}
+				s.finishWrite(nfd, b[max(w, 0):], id, acts[i+1:])
+				return
 			}
 			if err != nil {
 				c.writeFailed = true
@@ -593,6 +586,20 @@ func (s *Server) serveKept(rc *rawConn, ev fsm.Event) {
 	}
 }
 
+// sendReply encodes a reply and writes it with one write(2), after the
+// -delay_write sleep. b is nil if the reply could not be encoded.
+func (s *Server) sendReply(fd int, r wire.Response) (b []byte, w int, err error) {
+	b, err = s.encode(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	if s.cfg.DelayWrite > 0 {
+		time.Sleep(s.cfg.DelayWrite)
+	}
+	w, err = writeRaw(fd, b)
+	return b, w, err
+}
+
 // probeLater waits, outside the loop, for the holder of a name to show its
 // end (see awaitGone), then finishes the ALIVE2 that asked for the name.
 func (s *Server) probeLater(c *conn, holder registry.ConnID) {
@@ -628,19 +635,12 @@ func (s *Server) keptActsLocked(c *conn, acts []fsm.Action) (shutdown bool) {
 	for i := 0; i < len(acts); i++ {
 		switch a := acts[i].(type) {
 		case fsm.Send:
-			b, err := s.encode(a.Resp)
-			if err == nil {
-				if s.cfg.DelayWrite > 0 {
-					time.Sleep(s.cfg.DelayWrite)
-				}
-				var w int
-				// An ALIVE2 reply is at most 20 bytes on a socket that has
-				// sent nothing yet: it always fits, so a short write means
-				// the connection is failing.
-				w, err = writeRaw(c.fd, b)
-				if err == nil && w < len(b) {
-					err = unix.EAGAIN
-				}
+			// An ALIVE2 reply is at most 20 bytes on a socket that has
+			// sent nothing yet: it always fits, so a short write means
+			// the connection is failing.
+			b, w, err := s.sendReply(c.fd, a.Resp)
+			if err == nil && w < len(b) {
+				err = unix.EAGAIN
 			}
 			if err != nil {
 				c.writeFailed = true
