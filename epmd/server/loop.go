@@ -25,8 +25,9 @@ import (
 //   - the listening sockets (level-triggered; accept4 until EAGAIN, a
 //     batch at a time);
 //   - pending connections, whose request has not fully arrived: each new
-//     connection is read once at once, and only if its request is not
-//     complete does it join the set, until its packet deadline;
+//     connection is read once, after the other events of the round that
+//     accepted it, and only if its request is not complete then does it
+//     join the set, until its packet deadline;
 //   - kept sockets, open after an ALIVE2 reply (registered nodes, and
 //     refused registrations, which stock also keeps), until a byte, end
 //     of stream or an error ends them.
