@@ -193,6 +193,17 @@ type Conn struct {
 	pending      *wire.Alive2Req
 	pendingOwner registry.ConnID
 	pendingNow   int64
+
+	// A look-up's reply and actions live here, so that a look-up on a
+	// Conn that is Reset and used again allocates nothing. Kept by Reset.
+	lookup lookupStore
+}
+
+// lookupStore holds a PORT_PLEASE2 reply and the actions that carry it.
+type lookupStore struct {
+	resp wire.Port2Resp
+	send Action // Send{&resp}, boxed once
+	acts [2]Action
 }
 
 // OneShot reports whether a request's connection is closed once it is
@@ -206,6 +217,14 @@ func OneShot(req wire.Request) bool {
 
 // New returns a connection in AwaitingRequest.
 func New(cfg Config) *Conn { return &Conn{cfg: cfg} }
+
+// Reset makes c a new connection in AwaitingRequest, as New(cfg) would,
+// reusing its memory. The actions (and their replies) that c returned
+// before must not be used afterwards: a server resets a Conn only once it
+// has carried out all of them.
+func (c *Conn) Reset(cfg Config) {
+	*c = Conn{cfg: cfg, lookup: c.lookup}
+}
 
 // State returns the current state.
 func (c *Conn) State() State { return c.state }
@@ -235,7 +254,20 @@ func (c *Conn) Step(reg *registry.Registry, ev Event) []Action {
 	}
 }
 
+// StepRequest is Step(reg, Received{Req: req, Now: now}) without making
+// the event an interface value, which would allocate: the server's path
+// for a request that arrived whole.
+func (c *Conn) StepRequest(reg *registry.Registry, req wire.Request, now int64) []Action {
+	ev := Received{Req: req, Now: now}
+	if c.state != AwaitingRequest {
+		return c.Step(reg, ev)
+	}
+	c.pending = nil // as stepAwaiting does for any event but OwnerProbed
+	return c.execute(reg, ev)
+}
+
 func isKnown(ev Event) bool {
+
 	switch ev.(type) {
 	case Received, Malformed, Data, PeerClosed, Timeout, WriteFailed, OwnerProbed:
 		return true
@@ -305,8 +337,14 @@ func (c *Conn) becomeClosed(acts []Action, reason string) []Action {
 // closeWith closes with stock epmd's log message for the close.
 func (c *Conn) closeWith(acts []Action, reason, detail string) []Action {
 	c.state = Closed
+	if detail == "" && reason == ReasonDone {
+		return append(acts, closeDone) // boxed once, not per request
+	}
 	return append(acts, Close{Reason: reason, Detail: detail})
 }
+
+// closeDone is the Close that ends every answered one-shot request.
+var closeDone Action = Close{Reason: ReasonDone}
 
 // notLocal refuses a local-only request from a remote peer.
 func (c *Conn) notLocal(t wire.Tag) []Action {
@@ -392,11 +430,18 @@ func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
 		if err := wire.CheckLookupName(req.Name); err != nil {
 			return c.closeWith(nil, ReasonBadLookupName, "invalid node name in PORT2_REQ")
 		}
-		resp := &wire.Port2Resp{Result: 1}
+		// The reply and the actions live in c (see Reset): a look-up
+		// allocates nothing.
+		l := &c.lookup
+		l.resp = wire.Port2Resp{Result: 1}
 		if n, ok := reg.Lookup(req.Name); ok {
-			resp = &wire.Port2Resp{Node: n}
+			l.resp = wire.Port2Resp{Node: n}
 		}
-		return c.becomeClosed([]Action{Send{resp}}, ReasonDone)
+		if l.send == nil {
+			l.send = Send{&l.resp}
+		}
+		return c.becomeClosed(append(l.acts[:0], l.send), ReasonDone)
+
 	case *wire.NamesReq:
 		// The server writes the reply after releasing the registry, so
 		// the reply must not share memory the registry changes later:

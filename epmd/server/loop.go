@@ -7,7 +7,9 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
+
 	"syscall"
 	"time"
 
@@ -76,6 +78,9 @@ type evloop struct {
 	seq      uint64
 	free     []*rawConn
 	disarmed []*listenSock // listeners backing off after a failed accept
+	machine  *fsm.Conn     // the one-shot connections' state machine, Reset for each
+	p2       wire.PortPlease2Req
+	names    map[string]string // names decode has seen
 	batch    []acceptedConn
 
 	mu      sync.Mutex // guards lns, lnSeq and stopped
@@ -131,6 +136,8 @@ func newLoop(s *Server) (*evloop, error) {
 	l := &evloop{
 		s: s, epfd: epfd, wake: wake,
 		pending: make(map[uint64]*rawConn),
+		machine: fsm.New(fsm.Config{}),
+		names:   make(map[string]string),
 		lns:     make(map[uint64]*listenSock),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -284,7 +291,7 @@ func (l *evloop) timers() int {
 		}
 		l.queue = l.queue[1:]
 		delete(l.pending, key)
-		l.s.serveOneShot(rc, fsm.Timeout{})
+		l.s.serveOneShot(rc, fsm.Timeout{}, nil)
 		l.put(rc)
 	}
 	if len(l.queue) == 0 {
@@ -437,7 +444,7 @@ func (l *evloop) accepted(nfd int, peer netip.Addr) {
 	rc.key = keyPending | l.seq
 	if err := l.ctl(unix.EPOLL_CTL_ADD, rc.fd, rc.key, watchIn); err != nil {
 		// Out of kernel memory: the connection cannot wait.
-		l.s.serveOneShot(rc, fsm.PeerClosed{Err: err})
+		l.s.serveOneShot(rc, fsm.PeerClosed{Err: err}, nil)
 		l.put(rc)
 		return
 	}
@@ -472,7 +479,7 @@ func (l *evloop) advance(rc *rawConn) (waiting bool) {
 		case body == nil:
 			return true
 		default:
-			req, derr := wire.DecodeRequest(body)
+			req, derr := l.decode(body)
 			switch {
 			case derr != nil:
 				ev = fsm.Malformed{Err: derr}
@@ -480,7 +487,8 @@ func (l *evloop) advance(rc *rawConn) (waiting bool) {
 				s.serveKept(rc, fsm.Received{Req: req, Now: s.cfg.Now().Unix()})
 				return false
 			default:
-				ev = fsm.Received{Req: req, Now: s.cfg.Now().Unix()}
+				s.serveOneShot(rc, nil, req)
+				return false
 			}
 		}
 	case n == 0 && rerr == nil:
@@ -490,14 +498,43 @@ func (l *evloop) advance(rc *rawConn) (waiting bool) {
 	default:
 		ev = fsm.PeerClosed{Err: rerr, Buffered: rc.fr.Buffered()}
 	}
-	s.serveOneShot(rc, ev)
+	s.serveOneShot(rc, ev, nil)
 	return false
 }
 
-// serveOneShot steps a connection that will close with ev and carries out
-// the actions with plain system calls. The connection is never in
-// s.conns: nothing can refer to it, as it will never hold a registration.
-func (s *Server) serveOneShot(rc *rawConn, ev fsm.Event) {
+// maxInterned bounds the names decode keeps.
+const maxInterned = 1024
+
+// decode decodes a request. A PORT_PLEASE2 is decoded into the loop's own
+// value, valid until the next decode, with a name the loop has seen
+// before when it can: a look-up of a known name allocates nothing.
+func (l *evloop) decode(body []byte) (wire.Request, error) {
+	if len(body) == 0 || wire.Tag(body[0]) != wire.TagPortPlease2Req {
+		return wire.DecodeRequest(body)
+	}
+	b, err := wire.PortPlease2Name(body)
+	if err != nil {
+		return nil, err
+	}
+	name, ok := l.names[string(b)]
+	if !ok {
+		if len(l.names) >= maxInterned {
+			clear(l.names)
+		}
+		name = string(b)
+		l.names[name] = name
+	}
+	l.p2 = wire.PortPlease2Req{Name: name}
+	return &l.p2, nil
+}
+
+// serveOneShot steps a connection that will close with ev, or with the
+// complete request req if it is not nil, and carries out the actions with
+// plain system calls. The connection is never in s.conns: nothing can
+// refer to it, as it will never hold a registration. Its state machine is
+// the loop's own, Reset for each connection (only the loop calls this),
+// so that a look-up allocates nothing but its reply.
+func (s *Server) serveOneShot(rc *rawConn, ev fsm.Event, req wire.Request) {
 	nfd := rc.fd
 	s.mu.Lock()
 	if s.stopping {
@@ -505,9 +542,17 @@ func (s *Server) serveOneShot(rc *rawConn, ev fsm.Event) {
 		closeRaw(nfd)
 		return
 	}
-	c := &conn{fd: nfd, m: s.newMachine(nfd, rc.local)}
+	s.nextID++
+	m := s.loop.machine
+	m.Reset(fsm.Config{ID: s.nextID, Fd: nfd, Local: rc.local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port})
+	c := &conn{fd: nfd, m: m}
 	s.logOpened(c, rc.peer)
-	acts := s.stepLocked(c, ev)
+	var acts []fsm.Action
+	if req != nil {
+		acts = s.stepRequestLocked(c, req)
+	} else {
+		acts = s.stepLocked(c, ev)
+	}
 	s.afterStepLocked(c, acts)
 	s.mu.Unlock()
 
@@ -527,7 +572,9 @@ func (s *Server) serveOneShot(rc *rawConn, ev fsm.Event) {
 				if rc.key != 0 {
 					s.loop.ctl(unix.EPOLL_CTL_DEL, nfd, 0, 0)
 				}
-				s.finishWrite(nfd, b[max(w, 0):], id, acts[i+1:])
+				// The machine's actions are its own until its next
+				// Reset: the goroutine gets a copy.
+				s.finishWrite(nfd, b[max(w, 0):], id, slices.Clone(acts[i+1:]))
 				return
 			}
 			if err != nil {

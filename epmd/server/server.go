@@ -450,6 +450,20 @@ func (s *Server) afterStepLocked(c *conn, acts []fsm.Action) {
 	}
 }
 
+// stepRequestLocked is stepLocked for a complete request, through
+// fsm.StepRequest, which does not allocate an event.
+func (s *Server) stepRequestLocked(c *conn, req wire.Request) []fsm.Action {
+	before := c.m.State()
+	now := s.cfg.Now().Unix()
+	acts := c.m.StepRequest(s.reg, req, now)
+	if s.logSteps {
+		s.log.Log(context.Background(), LevelTrace, "step",
+			"conn", uint64(c.m.Config().ID), "state", before.String(),
+			"event", eventName(fsm.Received{Req: req, Now: now}), "next", c.m.State().String())
+	}
+	return acts
+}
+
 func (s *Server) stepLocked(c *conn, ev fsm.Event) []fsm.Action {
 	before := c.m.State()
 	acts := c.m.Step(s.reg, ev)

@@ -146,22 +146,34 @@ func (m *PortPlease2Req) AppendBinary(b []byte) ([]byte, error) {
 // Lenient like stock: one trailing NUL is stripped. What is left must be a
 // non-empty name without NUL; stock epmd closes silently otherwise.
 func (m *PortPlease2Req) UnmarshalBinary(body []byte) error {
+	name, err := PortPlease2Name(body)
+	if err != nil {
+		return err
+	}
+	m.Name = string(name)
+	return nil
+}
+
+// PortPlease2Name decodes a PORT_PLEASE2_REQ body as UnmarshalBinary does,
+// with the same errors, but returns the node name as a slice of body
+// instead of a new string: a server that keeps the names it has seen can
+// then look a name up without allocating.
+func PortPlease2Name(body []byte) ([]byte, error) {
 	const msg = "PORT_PLEASE2_REQ"
 	if err := checkTag(msg, body, TagPortPlease2Req); err != nil {
-		return err
+		return nil, err
 	}
 	name := body[1:]
 	if len(name) > 0 && name[len(name)-1] == 0 {
 		name = name[:len(name)-1]
 	}
 	if len(name) == 0 {
-		return errAt(msg, "NodeName", 1, ErrTruncated, "empty node name")
+		return nil, errAt(msg, "NodeName", 1, ErrTruncated, "empty node name")
 	}
 	if bytes.IndexByte(name, 0) >= 0 {
-		return errAt(msg, "NodeName", 1, ErrInvalid, "NUL in node name")
+		return nil, errAt(msg, "NodeName", 1, ErrInvalid, "NUL in node name")
 	}
-	m.Name = string(name)
-	return nil
+	return name, nil
 }
 
 func (*NamesReq) AppendBinary(b []byte) ([]byte, error) { return append(b, byte(TagNamesReq)), nil }

@@ -560,3 +560,40 @@ func TestEncodeRequestTooLong(t *testing.T) {
 		t.Errorf("FrameError.Length = %d, want 3058", fe.Length)
 	}
 }
+
+// TestPortPlease2Name checks that PortPlease2Name decodes every body as
+// (*PortPlease2Req).UnmarshalBinary does, error for error, and without
+// allocating.
+func TestPortPlease2Name(t *testing.T) {
+	bodies := [][]byte{
+		[]byte("zalpha"), []byte("zalpha\x00"), []byte("z"), []byte("z\x00"),
+		[]byte("zal\x00pha"), []byte("zal\x00pha\x00"), []byte("z\x00\x00"),
+		[]byte("nalpha"), {}, []byte("z" + strings.Repeat("n", 300)),
+	}
+	for _, body := range bodies {
+		var m wire.PortPlease2Req
+		uerr := m.UnmarshalBinary(body)
+		name, nerr := wire.PortPlease2Name(body)
+		switch {
+		case (uerr == nil) != (nerr == nil):
+			t.Errorf("%q: UnmarshalBinary error %v, PortPlease2Name error %v", body, uerr, nerr)
+		case uerr != nil && uerr.Error() != nerr.Error():
+			t.Errorf("%q: errors differ: %v / %v", body, uerr, nerr)
+		case uerr == nil && string(name) != m.Name:
+			t.Errorf("%q: name %q, UnmarshalBinary gave %q", body, name, m.Name)
+		}
+	}
+	body := []byte("zalpha\x00")
+	if n := testing.AllocsPerRun(100, func() { wire.PortPlease2Name(body) }); n != 0 {
+		t.Errorf("PortPlease2Name allocates %.1f times, want 0", n)
+	}
+}
+
+// TestPort2RespEncodesInOneAllocation: the server's look-up path counts on
+// a PORT2_RESP being built in one buffer, sized once.
+func TestPort2RespEncodesInOneAllocation(t *testing.T) {
+	r := &wire.Port2Resp{Node: wire.Node{Name: strings.Repeat("n", 255), Port: 4242, Type: 77, High: 6, Low: 5, Extra: "extra"}}
+	if n := testing.AllocsPerRun(100, func() { r.AppendBinary(nil) }); n != 1 {
+		t.Errorf("PORT2_RESP encoding allocates %.1f times, want 1", n)
+	}
+}

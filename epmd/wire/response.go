@@ -184,6 +184,7 @@ func (m *Port2Resp) AppendBinary(b []byte) ([]byte, error) {
 	if len(n.Name) > 0xFFFF || len(n.Extra) > 0xFFFF {
 		return b, errAt("PORT2_RESP", "NodeName", 12, ErrTooLarge, "")
 	}
+	b = slices.Grow(b, 14+len(n.Name)+len(n.Extra)) // one allocation at most
 	return appendNode(append(b, byte(TagPort2Resp), 0), n), nil
 }
 

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gopmd/gopmd/epmd/wire"
+)
+
+// lookupOnce serves one PORT_PLEASE2 of name the way the event loop serves
+// a connection whose request arrived whole (accepted, then read, stepped,
+// answered and closed), over a socket pair, and returns the reply.
+func lookupOnce(t testing.TB, l *evloop, frame []byte, reply []byte) []byte {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeRaw(fds[1])
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := writeRaw(fds[1], frame); err != nil || n != len(frame) {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	l.accepted(fds[0], netip.AddrFrom4([4]byte{127, 0, 0, 1}))
+	n, err := readRaw(fds[1], reply[:cap(reply)])
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return reply[:n]
+}
+
+// TestLookupAllocatesOnlyItsReply pins the look-up path's allocations: a
+// PORT_PLEASE2 served by the event loop allocates its reply's bytes and
+// nothing else (no request, event, state machine or action values), found
+// or not. Calling the loop's methods from the test is safe here: the
+// server has no listener, so the loop's goroutine only waits.
+func TestLookupAllocatesOnlyItsReply(t *testing.T) {
+	s := New(Config{Port: 4369})
+	defer s.Shutdown(context.Background())
+	if s.loop == nil {
+		t.Skip("no event loop")
+	}
+	node := wire.Node{Name: "held", Port: 4242, Type: 77, High: 6, Low: 5}
+	s.mu.Lock()
+	s.reg.Register(node, 1, 9, 1000)
+	s.mu.Unlock()
+
+	found, _ := wire.EncodeRequest(&wire.PortPlease2Req{Name: "held"})
+	absent, _ := wire.EncodeRequest(&wire.PortPlease2Req{Name: "absent"})
+	want, _ := (&wire.Port2Resp{Node: node}).AppendBinary(nil)
+	var buf [64]byte
+	if got := lookupOnce(t, s.loop, found, buf[:0]); string(got) != string(want) {
+		t.Fatalf("reply %x, want %x", got, want)
+	}
+	if got := lookupOnce(t, s.loop, absent, buf[:0]); string(got) != "w\x01" {
+		t.Fatalf("reply %x, want 7701", got)
+	}
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{{"found", found}, {"absent", absent}} {
+		allocs := testing.AllocsPerRun(200, func() { lookupOnce(t, s.loop, tc.frame, buf[:0]) })
+		if allocs > 1 {
+			t.Errorf("look-up, %s: %.1f allocations, want 1 (the reply's bytes)", tc.name, allocs)
+		}
+	}
+}
