@@ -59,3 +59,24 @@ func BenchmarkStepRegister(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkStepLookupReset is BenchmarkStepLookup as the server's event
+// loop does it: one Conn, Reset for each connection, and the request
+// stepped with StepRequest. It allocates nothing.
+func BenchmarkStepLookupReset(b *testing.B) {
+	reg := registry.New(registry.MaxRemembered)
+	for i := range 1000 {
+		c := fsm.New(fsm.Config{ID: registry.ConnID(i + 1), Fd: i + 5, Local: true})
+		c.Step(reg, alive2(node("node"+strconv.Itoa(i), uint16(i+1)), 1000))
+	}
+	req := &wire.PortPlease2Req{Name: "node500"}
+	c := fsm.New(fsm.Config{})
+	cfg := fsm.Config{ID: 5000, Fd: 5000, Port: wire.DefaultPort}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Reset(cfg)
+		if acts := c.StepRequest(reg, req, 1000); len(acts) != 2 {
+			b.Fatalf("lookup: %#v", acts)
+		}
+	}
+}

@@ -69,3 +69,24 @@ func TestLookupAllocatesOnlyItsReply(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLookupPath is one look-up through the event loop's path, over
+// a socket pair: accept (the socket is given), read, decode, step, encode,
+// write, close, plus the client side's socketpair, write and read.
+func BenchmarkLookupPath(b *testing.B) {
+	s := New(Config{Port: 4369})
+	defer s.Shutdown(context.Background())
+	if s.loop == nil {
+		b.Skip("no event loop")
+	}
+	node := wire.Node{Name: "held", Port: 4242, Type: 77, High: 6, Low: 5}
+	s.mu.Lock()
+	s.reg.Register(node, 1, 9, 1000)
+	s.mu.Unlock()
+	frame, _ := wire.EncodeRequest(&wire.PortPlease2Req{Name: "held"})
+	var buf [64]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		lookupOnce(b, s.loop, frame, buf[:0])
+	}
+}
