@@ -194,9 +194,10 @@ type Conn struct {
 	pendingOwner registry.ConnID
 	pendingNow   int64
 
-	// A look-up's reply and actions live here, so that a look-up on a
-	// Conn that is Reset and used again allocates nothing. Kept by Reset.
-	lookup lookupStore
+	// A look-up's reply and actions live here, made at the first look-up
+	// and kept by Reset, so that a look-up on a Conn that is Reset and
+	// used again allocates nothing.
+	lookup *lookupStore
 }
 
 // lookupStore holds a PORT_PLEASE2 reply and the actions that carry it.
@@ -432,7 +433,10 @@ func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
 		}
 		// The reply and the actions live in c (see Reset): a look-up
 		// allocates nothing.
-		l := &c.lookup
+		if c.lookup == nil {
+			c.lookup = new(lookupStore)
+		}
+		l := c.lookup
 		l.resp = wire.Port2Resp{Result: 1}
 		if n, ok := reg.Lookup(req.Name); ok {
 			l.resp = wire.Port2Resp{Node: n}
