@@ -134,8 +134,11 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./fuzz || exit 1; \
 	done
 
+# fuzz-smoke runs each target for a count of executions rather than a
+# time: with a duration, Go 1.26 can report a target as failed with
+# "context deadline exceeded" when the time runs out (golang/go#75804).
 fuzz-smoke:
-	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=500x
 
 cover:
 	$(GO) test -count=1 -coverprofile=coverage.out ./epmd/... ./fsm
