@@ -33,21 +33,28 @@ func lookupOnce(t testing.TB, l *evloop, frame []byte, reply []byte) []byte {
 	return reply[:n]
 }
 
+// lookupServer starts a server with no listener and the node "held"
+// registered, and returns it with the node.
+func lookupServer(tb testing.TB) (*Server, wire.Node) {
+	s := New(Config{Port: 4369})
+	tb.Cleanup(func() { s.Shutdown(context.Background()) })
+	if s.loop == nil {
+		tb.Skip("no event loop")
+	}
+	node := wire.Node{Name: "held", Port: 4242, Type: 77, High: 6, Low: 5}
+	s.mu.Lock()
+	s.reg.Register(node, 1, 9, 1000)
+	s.mu.Unlock()
+	return s, node
+}
+
 // TestLookupAllocatesOnlyItsReply pins the look-up path's allocations: a
 // PORT_PLEASE2 served by the event loop allocates its reply's bytes and
 // nothing else (no request, event, state machine or action values), found
 // or not. Calling the loop's methods from the test is safe here: the
 // server has no listener, so the loop's goroutine only waits.
 func TestLookupAllocatesOnlyItsReply(t *testing.T) {
-	s := New(Config{Port: 4369})
-	defer s.Shutdown(context.Background())
-	if s.loop == nil {
-		t.Skip("no event loop")
-	}
-	node := wire.Node{Name: "held", Port: 4242, Type: 77, High: 6, Low: 5}
-	s.mu.Lock()
-	s.reg.Register(node, 1, 9, 1000)
-	s.mu.Unlock()
+	s, node := lookupServer(t)
 
 	found, _ := wire.EncodeRequest(&wire.PortPlease2Req{Name: "held"})
 	absent, _ := wire.EncodeRequest(&wire.PortPlease2Req{Name: "absent"})
@@ -74,15 +81,7 @@ func TestLookupAllocatesOnlyItsReply(t *testing.T) {
 // a socket pair: accept (the socket is given), read, decode, step, encode,
 // write, close, plus the client side's socketpair, write and read.
 func BenchmarkLookupPath(b *testing.B) {
-	s := New(Config{Port: 4369})
-	defer s.Shutdown(context.Background())
-	if s.loop == nil {
-		b.Skip("no event loop")
-	}
-	node := wire.Node{Name: "held", Port: 4242, Type: 77, High: 6, Low: 5}
-	s.mu.Lock()
-	s.reg.Register(node, 1, 9, 1000)
-	s.mu.Unlock()
+	s, _ := lookupServer(b)
 	frame, _ := wire.EncodeRequest(&wire.PortPlease2Req{Name: "held"})
 	var buf [64]byte
 	b.ReportAllocs()

@@ -263,7 +263,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.startConn(nc, new(wire.Framer), time.Now())
+		s.startConn(nc)
 	}
 }
 
@@ -286,9 +286,8 @@ func (s *Server) isStopping() bool {
 }
 
 // startConn registers a new connection and serves it in its own
-// goroutine, going on from the bytes already in fr; the packet timeout
-// counts from accepted.
-func (s *Server) startConn(nc net.Conn, fr *wire.Framer, accepted time.Time) {
+// goroutine; the packet timeout counts from now, its accept.
+func (s *Server) startConn(nc net.Conn) {
 	local := fsm.IsLocal(addrOf(nc.RemoteAddr()), addrOf(nc.LocalAddr()))
 	fd := fdOf(nc)
 
@@ -307,7 +306,7 @@ func (s *Server) startConn(nc net.Conn, fr *wire.Framer, accepted time.Time) {
 		s.log.Log(context.Background(), LevelConn, "connection opened",
 			"conn", uint64(c.m.Config().ID), "fd", fd, "peer", addrOf(nc.RemoteAddr()).String(), "local", local)
 	}
-	go s.serveConn(c, fr, accepted)
+	go s.serveConn(c, time.Now())
 }
 
 // newMachine gives a new connection its id and state machine. The caller
@@ -319,12 +318,12 @@ func (s *Server) newMachine(fd int, local bool) *fsm.Conn {
 
 // serveConn reads one request, executes it, and for a kept ALIVE2 socket
 // waits for the peer's next byte or close.
-func (s *Server) serveConn(c *conn, fr *wire.Framer, accepted time.Time) {
+func (s *Server) serveConn(c *conn, accepted time.Time) {
 	defer s.wg.Done()
 	// The packet timeout counts from accept and is never refreshed: a
 	// client dribbling bytes cannot extend it.
 	c.nc.SetReadDeadline(accepted.Add(s.cfg.PacketTimeout))
-	if s.run(c, s.readRequest(c, fr)) {
+	if s.run(c, s.readRequest(c)) {
 		return
 	}
 	// Kept socket (registered, or ALIVE2 refused): no timeout; any byte
@@ -341,8 +340,9 @@ func (s *Server) serveConn(c *conn, fr *wire.Framer, accepted time.Time) {
 
 // readRequest reads until one frame is complete or the connection fails,
 // and returns the corresponding event.
-func (s *Server) readRequest(c *conn, fr *wire.Framer) fsm.Event {
-	n := 0 // fr may hold bytes already
+func (s *Server) readRequest(c *conn) fsm.Event {
+	var fr wire.Framer
+	n := 0
 	for {
 		body, ferr := fr.Advance(n)
 		switch {
