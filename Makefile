@@ -102,14 +102,15 @@ fsm-purity:
 	@bad=$$($(GO) list -deps ./fsm ./epmd/wire ./epmd/registry | grep -E '^(net|os|time|syscall|log|log/slog)$$' || true); \
 	if [ -n "$$bad" ]; then echo "fsm, wire or registry pulls in: $$bad"; exit 1; fi
 
-# erlang makes sure the stock epmd and erl are present: installed with
-# apt-get when we are root on a Debian-like system, required otherwise.
+# erlang makes sure the stock epmd and erl, and elixir, are present:
+# installed with apt-get when we are root on a Debian-like system,
+# required otherwise.
 erlang:
-	@if command -v epmd >/dev/null && command -v erl >/dev/null; then exit 0; fi; \
+	@if command -v epmd >/dev/null && command -v erl >/dev/null && command -v elixir >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq erlang-base >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq erlang-base elixir >/dev/null; \
 	else \
-		echo "make test needs Erlang (epmd, erl): install erlang-base, or run 'GOPMD_REQUIRE_ERLANG=0 go test ./...' to skip those tests"; exit 1; \
+		echo "make test needs Erlang (epmd, erl) and Elixir: install erlang-base and elixir, or run 'GOPMD_REQUIRE_ERLANG=0 go test ./...' to skip those tests"; exit 1; \
 	fi
 
 # conformance runs the scripted conformance suite (docs/conformance.md):
