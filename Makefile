@@ -17,7 +17,7 @@ OTP_ROOT ?=
 # `make test` this variable turns those skips into failures.
 export GOPMD_REQUIRE_ERLANG ?= 1
 
-.PHONY: all build run test verify fmt-check vet tidy-check fsm-purity erlang conformance fuzz fuzz-smoke cover clean epmd-bin install uninstall install-otp uninstall-otp
+.PHONY: all build run test verify fmt-check vet tidy-check fsm-purity erlang conformance fuzz fuzz-smoke cover clean epmd-bin install uninstall install-otp uninstall-otp deb deb-test
 
 all: build
 
@@ -125,6 +125,43 @@ conformance: erlang
 	echo "== stock epmd alone (self-check)"; \
 	$(BIN)/epmd-conformance -epmd $$(command -v epmd) || status=1; \
 	exit $$status
+
+# deb builds the Debian package bin/gopmd_DEB_VERSION_DEB_ARCH.deb with nfpm
+# (pinned in packaging/tools/go.mod, like go-md2man, which makes the man
+# page from docs/epmd.md), then checks it with lintian when lintian is
+# installed. DEB_VERSION is VERSION without its v, 0.1.0+3.gabcdef for the
+# third commit after v0.1.0, 0~git.abcdef before any tag. See
+# docs/packaging.md.
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+DEB_VERSION ?= $(shell sh packaging/deb/version.sh '$(VERSION)')
+DEB         := $(BIN)/gopmd_$(DEB_VERSION)_$(DEB_ARCH).deb
+GO_TOOLS    := $(GO) tool -modfile=packaging/tools/go.mod
+
+deb:
+	@rm -rf $(BIN)/deb && mkdir -p $(BIN)/deb
+	CGO_ENABLED=0 GOARCH=$(DEB_ARCH) $(GO) build -trimpath -buildmode=pie -ldflags '-s -w $(LDFLAGS)' -o $(BIN)/deb/gopmd ./cmd/epmd
+	sed -e '1s/.*/# gopmd 1 "" "gopmd $(VERSION)" "User Commands"/' \
+		-e 's/^`epmd` - /`gopmd`, `epmd` - /' \
+		-e 's/\[\([^]]*\)\](\([a-z-]*\.md\)[^)]*)/\1 (\2 in the sources)/g' \
+		docs/epmd.md | $(GO_TOOLS) go-md2man -out $(BIN)/deb/gopmd.1
+	gzip -9n $(BIN)/deb/gopmd.1
+	printf 'gopmd (%s) unstable; urgency=medium\n\n  * gopmd %s. CHANGELOG.md in the sources lists the changes.\n\n -- %s  %s\n' \
+		'$(DEB_VERSION)' '$(VERSION)' "$$(sed -n 's/^maintainer: //p' packaging/deb/nfpm.yaml)" "$$(git log -1 --format=%aD 2>/dev/null || date -R)" \
+		| gzip -9n >$(BIN)/deb/changelog.gz
+	@# The units' sandbox must stay the one of docs/systemd/epmd.service.
+	@for u in docs/systemd/epmd.service packaging/deb/gopmd.service; do \
+		grep -v '^#' $$u | sed -n '/^DynamicUser=/,/^UMask=/p' >$(BIN)/deb/sandbox.$${u##*/}; done; \
+	cmp -s $(BIN)/deb/sandbox.epmd.service $(BIN)/deb/sandbox.gopmd.service || \
+		{ echo "deb: the sandbox of packaging/deb/gopmd.service differs from docs/systemd/epmd.service"; exit 1; }
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' $(GO_TOOLS) nfpm package -f packaging/deb/nfpm.yaml -p deb -t $(DEB)
+	@if command -v lintian >/dev/null; then echo "lintian $(DEB)"; lintian --fail-on error --tag-display-limit 0 $(DEB); \
+	else echo "lintian not found: $(DEB) not checked (apt-get install lintian)"; fi
+
+# deb-test installs, upgrades and purges the package in a throwaway Debian
+# root (root, mmdebstrap and unshare needed; packaging/deb/test.sh says
+# what it checks). The root's tarball is cached in ~/.cache/gopmd/debroot.
+deb-test: deb
+	sh packaging/deb/test.sh $(DEB)
 
 FUZZ_TARGETS = $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' fuzz/*_test.go 2>/dev/null | sed 's/func //')
 
