@@ -45,7 +45,9 @@ uninstall:
 # OTP_ROOT (each erts-*/bin/epmd, and bin/epmd when it is a file rather than
 # the usual symlink), so that erl starts gopmd. The stock binary is kept
 # next to it as epmd.stock, never overwritten: running install-otp again
-# only updates gopmd. uninstall-otp puts the stock binaries back.
+# only updates gopmd. uninstall-otp puts the stock binaries back. It warns
+# about scripts (bin/erl, erts-*/bin/erl of a copied installation) whose
+# ROOTDIR names another installation, whose epmd their nodes would start.
 # See docs/drop-in.md.
 install-otp: epmd-bin
 	@test -n '$(OTP_ROOT)' || { echo "install-otp: set OTP_ROOT, e.g. make install-otp OTP_ROOT=/usr/lib/erlang"; exit 1; }
@@ -65,7 +67,16 @@ install-otp: epmd-bin
 		echo "$$d/epmd: gopmd $$("$$d/epmd" -version | cut -d' ' -f2), stock kept as $$d/epmd.stock"; \
 		n=$$((n+1)); \
 	done; \
-	if [ $$n = 0 ]; then echo "install-otp: no erts-*/bin/epmd under $(OTP_ROOT)"; exit 1; fi
+	if [ $$n = 0 ]; then echo "install-otp: no erts-*/bin/epmd under $(OTP_ROOT)"; exit 1; fi; \
+	root=$$(cd '$(OTP_ROOT)' && pwd -P); \
+	for s in '$(OTP_ROOT)'/bin/* '$(OTP_ROOT)'/erts-*/bin/*; do \
+		if [ -L "$$s" ] || [ ! -f "$$s" ] || [ "$$(head -c 2 "$$s")" != '#!' ]; then continue; fi; \
+		for r in $$(sed -n 's/^[[:space:]]*ROOTDIR=//p' "$$s" | tr -d "\"'" | sort -u); do \
+			case "$$r" in *'$$'*) continue ;; esac; \
+			if [ "$$(cd "$$r" 2>/dev/null && pwd -P)" = "$$root" ]; then continue; fi; \
+			echo "install-otp: warning: $$s sets ROOTDIR=$$r: nodes started with it run the epmd under $$r, not this one; see docs/drop-in.md"; \
+		done; \
+	done
 
 uninstall-otp:
 	@test -n '$(OTP_ROOT)' || { echo "uninstall-otp: set OTP_ROOT, e.g. make uninstall-otp OTP_ROOT=/usr/lib/erlang"; exit 1; }
