@@ -16,8 +16,9 @@
 #
 # What it checks, in the root:
 #   1. installing the package diverts each stock erts-*/bin/epmd (kept as
-#      epmd.distrib, byte for byte), enables gopmd.socket and disables
-#      erlang-base's epmd.socket/epmd.service;
+#      epmd.distrib, byte for byte; dpkg --verify erlang-base stays
+#      clean), enables gopmd.socket and disables erlang-base's
+#      epmd.socket/epmd.service;
 #   2. `erl -sname` auto-starts gopmd (`epmd -daemon` through the diverted
 #      path), and the stock client-side tools see it;
 #   3. `apt-get install --reinstall erlang-base` leaves the drop-in in
@@ -25,7 +26,9 @@
 #      starts gopmd;
 #   4. a package that brings a new erts-*/bin/epmd (as an erlang-base
 #      upgrade does) gets it diverted by the trigger, and its removal
-#      leaves no diversion nor file behind;
+#      leaves no diversion nor file behind; purging erlang-base leaves
+#      no /usr/lib/erlang, and installing it again (which enables its
+#      units) brings the diversions and the units' take-over back;
 #   5. purging the package restores /usr/lib/erlang exactly (every file's
 #      type, mode and contents compared with the listing taken before the
 #      installation), erlang-base's units are enabled again, and erl
@@ -78,22 +81,20 @@ cp "$deb" "$root/tmp/gopmd.deb"
 cat >"$root/tmp/steps.sh" <<'EOF'
 #!/bin/sh
 set -eu
+# No network here: apt installs only what the root's cache holds, so
+# without erlang-base's recommended packages, as mmdebstrap installed it.
 export ERL_EPMD_PORT=14369 DEBIAN_FRONTEND=noninteractive
 fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo "== $*"; }
 
-# snapshot lists every path under /usr/lib/erlang with its type, mode,
-# link target and checksum.
+# snapshot lists every path under /usr/lib/erlang with its type, mode and
+# link target, then every file's checksum.
 snapshot() {
-	find /usr/lib/erlang | LC_ALL=C sort | while read -r p; do
-		if [ -L "$p" ]; then echo "$p link $(readlink "$p")"
-		elif [ -d "$p" ]; then echo "$p dir $(stat -c %a "$p")"
-		else echo "$p file $(stat -c %a "$p") $(sha256sum <"$p" | cut -d' ' -f1)"
-		fi
-	done
+	find /usr/lib/erlang -printf '%p %y %m %l\n' | LC_ALL=C sort
+	find /usr/lib/erlang -type f -exec sha256sum {} + | LC_ALL=C sort -k 2
 }
 
-# daemon_exe prints the executable of every running epmd-like daemon.
+# daemon_exes prints the executable of every running epmd-like daemon.
 daemon_exes() {
 	for d in /proc/[0-9]*; do
 		exe=$(readlink "$d/exe" 2>/dev/null) || continue
@@ -128,7 +129,7 @@ snapshot >/tmp/before
 node_starts_daemon "$stock_exe" stock1
 
 step "install the package"
-apt-get install -y -q /tmp/gopmd.deb >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "apt-get install ./gopmd.deb"; }
+apt-get install -y -q --no-install-recommends /tmp/gopmd.deb >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "apt-get install ./gopmd.deb"; }
 check_installed() {
 	for e in /usr/lib/erlang/erts-*; do
 		[ "$(readlink "$e/bin/epmd")" = /usr/bin/gopmd ] || fail "$e/bin/epmd is not the gopmd link"
@@ -136,13 +137,15 @@ check_installed() {
 		[ -f "$e/bin/epmd.distrib" ] || fail "$e/bin/epmd.distrib missing"
 	done
 	epmd -version | grep -q '^gopmd ' || fail "epmd -version: $(epmd -version 2>&1)"
+	v=$(dpkg --verify erlang-base 2>&1) && [ -z "$v" ] || fail "dpkg --verify erlang-base: $v"
 	[ -L /etc/systemd/system/sockets.target.wants/gopmd.socket ] || fail "gopmd.socket not enabled"
 	[ ! -e /etc/systemd/system/sockets.target.wants/epmd.socket ] || fail "epmd.socket still enabled"
 	[ ! -e /etc/systemd/system/multi-user.target.wants/epmd.service ] || fail "epmd.service still enabled"
 }
 check_installed
-grep "^$erts/bin/epmd.distrib file" /tmp/before >/dev/null && fail "epmd.distrib existed before"
-before_sum=$(grep "^$stock_exe file" /tmp/before | cut -d' ' -f4)
+grep -q "^$erts/bin/epmd.distrib " /tmp/before && fail "epmd.distrib existed before"
+before_sum=$(grep " $stock_exe\$" /tmp/before | cut -d' ' -f1)
+[ -n "$before_sum" ] || fail "no checksum of $stock_exe in the snapshot"
 [ "$(sha256sum <"$erts/bin/epmd.distrib" | cut -d' ' -f1)" = "$before_sum" ] || fail "epmd.distrib differs from the stock binary"
 echo "gopmd: $(epmd -version)"
 
@@ -150,7 +153,7 @@ step "erl -sname auto-starts gopmd"
 node_starts_daemon /usr/bin/gopmd gopmd1
 
 step "apt-get install --reinstall erlang-base"
-apt-get install -y -q --reinstall erlang-base >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "reinstall erlang-base"; }
+apt-get install -y -q --no-install-recommends --reinstall erlang-base >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "reinstall erlang-base"; }
 check_installed
 node_starts_daemon /usr/bin/gopmd gopmd2
 
@@ -165,6 +168,14 @@ dpkg -P gopmd-test-erts >/tmp/dpkg.log 2>&1 || { cat /tmp/dpkg.log; fail "dpkg -
 [ ! -e /usr/lib/erlang/erts-99.0 ] || fail "erts-99.0 left behind: $(ls -lR /usr/lib/erlang/erts-99.0)"
 dpkg-divert --list | grep -q erts-99.0 && fail "diversion of erts-99.0 left behind"
 check_installed
+
+step "erlang-base purged, then installed again, while the package stays"
+apt-get purge -y -q erlang-base >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "apt-get purge erlang-base"; }
+[ ! -e /usr/lib/erlang ] || fail "/usr/lib/erlang left behind: $(find /usr/lib/erlang | head)"
+dpkg-divert --list | grep -q gopmd && fail "gopmd diversions left after erlang-base's removal"
+apt-get install -y -q --no-install-recommends erlang-base >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "apt-get install erlang-base"; }
+check_installed
+node_starts_daemon /usr/bin/gopmd gopmd3
 
 step "purge the package"
 apt-get purge -y -q gopmd >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; fail "apt-get purge gopmd"; }
