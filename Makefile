@@ -46,8 +46,10 @@ uninstall:
 # the usual symlink), so that erl starts gopmd. The stock binary is kept
 # next to it as epmd.stock, never overwritten: running install-otp again
 # only updates gopmd. uninstall-otp puts the stock binaries back. It warns
-# about scripts (bin/erl, erts-*/bin/erl of a copied installation) whose
-# ROOTDIR names another installation, whose epmd their nodes would start.
+# about a binary that dpkg says a package owns (use the Debian package
+# there: make deb), and about scripts (bin/erl, erts-*/bin/erl of a copied
+# installation) whose ROOTDIR names another installation, whose epmd their
+# nodes would start.
 # See docs/drop-in.md.
 install-otp: epmd-bin
 	@test -n '$(OTP_ROOT)' || { echo "install-otp: set OTP_ROOT, e.g. make install-otp OTP_ROOT=/usr/lib/erlang"; exit 1; }
@@ -55,6 +57,9 @@ install-otp: epmd-bin
 	for d in '$(OTP_ROOT)'/erts-*/bin '$(OTP_ROOT)/bin'; do \
 		if [ "$$d" = '$(OTP_ROOT)/bin' ] && [ -L "$$d/epmd" ]; then continue; fi; \
 		if [ ! -e "$$d/epmd" ] && [ ! -L "$$d/epmd" ]; then continue; fi; \
+		if command -v dpkg >/dev/null && owner=$$(dpkg -S "$$d/epmd" 2>/dev/null); then \
+			echo "install-otp: warning: $$d/epmd belongs to a package ($${owner%%:*}): its next upgrade puts the stock epmd back; the Debian package of gopmd (make deb, docs/packaging.md) diverts it instead"; \
+		fi; \
 		if [ ! -e "$$d/epmd.stock" ] && [ ! -L "$$d/epmd.stock" ]; then \
 			mv "$$d/epmd" "$$d/epmd.stock"; \
 		elif [ -e "$$d/epmd" ] && ! "$$d/epmd" -version 2>/dev/null | grep -q '^gopmd '; then \

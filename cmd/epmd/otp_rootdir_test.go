@@ -13,7 +13,9 @@ import (
 // Debian's do (ROOTDIR=/usr/lib/erlang) in a copy of /usr/lib/erlang:
 // nodes started through them would run the other installation's epmd, so
 // install-otp must say so. Once the scripts name the tree itself, it
-// must not.
+// must not. A dpkg on PATH that claims the tree's epmd for a package
+// (the tree stands for /usr/lib/erlang then) must get a warning too:
+// the package's next upgrade would put the stock epmd back.
 func TestInstallOTPWarnsOfForeignRootdir(t *testing.T) {
 	t.Parallel()
 	makeBin, err := exec.LookPath("make")
@@ -51,9 +53,18 @@ func TestInstallOTPWarnsOfForeignRootdir(t *testing.T) {
 		}
 	}
 	binDir := t.TempDir()
-	install := func() string {
+	// A dpkg that says the tree's erts-1.0/bin/epmd belongs to a package
+	// when $FAKE_DPKG_OWNER is set, and that nothing is packaged otherwise.
+	fakeBin := t.TempDir()
+	fakeDpkg := "#!/bin/sh\n[ \"$1\" = -S ] && [ -n \"$FAKE_DPKG_OWNER\" ] && [ \"$2\" = \"" + otp + "/erts-1.0/bin/epmd\" ] || exit 1\n" +
+		"echo \"$FAKE_DPKG_OWNER: $2\"\n"
+	if err := os.WriteFile(filepath.Join(fakeBin, "dpkg"), []byte(fakeDpkg), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	install := func(owner string) string {
 		t.Helper()
 		cmd := exec.Command(makeBin, "--no-print-directory", "-C", repo, "install-otp", "OTP_ROOT="+otp, "BIN="+binDir)
+		cmd.Env = append(os.Environ(), "PATH="+fakeBin+string(os.PathListSeparator)+os.Getenv("PATH"), "FAKE_DPKG_OWNER="+owner)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("make install-otp: %v\n%s", err, out)
@@ -62,14 +73,17 @@ func TestInstallOTPWarnsOfForeignRootdir(t *testing.T) {
 	}
 
 	writeScripts(other)
-	out := install()
+	out := install("fake-erlang-base")
 	for _, s := range erlScripts {
 		if want := s + " sets ROOTDIR=" + other; !strings.Contains(out, want) {
 			t.Errorf("make install-otp did not warn %q:\n%s", want, out)
 		}
 	}
-	if got := strings.Count(out, "warning:"); got != len(erlScripts) {
-		t.Errorf("make install-otp printed %d warnings, want %d (the $ERL_ROOTDIR line is no installation):\n%s", got, len(erlScripts), out)
+	if want := otp + "/erts-1.0/bin/epmd belongs to a package (fake-erlang-base)"; !strings.Contains(out, want) {
+		t.Errorf("make install-otp did not warn %q:\n%s", want, out)
+	}
+	if got := strings.Count(out, "warning:"); got != len(erlScripts)+1 {
+		t.Errorf("make install-otp printed %d warnings, want %d (the $ERL_ROOTDIR line is no installation):\n%s", got, len(erlScripts)+1, out)
 	}
 	if b, err := os.ReadFile(filepath.Join(otp, "erts-1.0/bin/epmd.stock")); err != nil || !strings.HasPrefix(string(b), "#!/bin/sh") {
 		t.Errorf("epmd.stock: %v, %q", err, b)
@@ -82,7 +96,7 @@ func TestInstallOTPWarnsOfForeignRootdir(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeScripts(link)
-	if out := install(); strings.Contains(out, "warning:") {
-		t.Errorf("make install-otp warned about scripts naming the tree itself:\n%s", out)
+	if out := install(""); strings.Contains(out, "warning:") {
+		t.Errorf("make install-otp warned about an unpackaged tree whose scripts name it:\n%s", out)
 	}
 }
