@@ -154,7 +154,7 @@ DEB         := $(BIN)/gopmd_$(DEB_VERSION)_$(DEB_ARCH).deb
 GO_TOOLS    := $(GO) tool -modfile=packaging/tools/go.mod
 
 deb:
-	@rm -rf $(BIN)/deb && mkdir -p $(BIN)/deb
+	@rm -rf $(BIN)/deb $(BIN)/gopmd_*.deb && mkdir -p $(BIN)/deb
 	CGO_ENABLED=0 GOARCH=$(DEB_ARCH) $(GO) build -trimpath -buildmode=pie -ldflags '-s -w $(LDFLAGS)' -o $(BIN)/deb/gopmd ./cmd/epmd
 	sed -e '1s/.*/# gopmd 1 "" "gopmd $(VERSION)" "User Commands"/' \
 		-e 's/^`epmd` - /`gopmd`, `epmd` - /' \
