@@ -9,7 +9,7 @@ import (
 // A logical line of a script: continuation lines joined, comment removed,
 // split into tokens.
 type srcLine struct {
-	first, last int // 1-based physical line numbers
+	first, last int       // 1-based physical line numbers
 	cond        condition // which daemons the line applies to
 	toks        []string
 	text        string // the logical line as written, for messages
