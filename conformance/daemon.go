@@ -566,6 +566,9 @@ func (p *daemonProc) answering(limit time.Duration) error {
 		if err = p.ready(); err == nil {
 			return nil
 		}
+		if p.cmd != nil && !p.detached && p.exited() {
+			return fmt.Errorf("%v (the process has exited)", err)
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return err

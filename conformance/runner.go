@@ -367,15 +367,29 @@ func (r *runner) checkAlive(o *Outcome) *Outcome {
 	if d == nil || o.Status == Skip || r.recording || r.c.expectsExit() {
 		return o
 	}
+	// The case's own connections are done with: close them first, so that
+	// a daemon serving one connection at a time can answer the probe.
+	for name, c := range r.conns {
+		c.c.Close()
+		delete(r.conns, name)
+	}
 	var why string
 	switch {
 	case d.cmd != nil && !d.detached:
-		if d.exited() {
-			if d.killed.Load() {
-				return o
+		err := d.answering(r.t.Limits.start())
+		if err != nil && !d.exited() {
+			// It may be dying: give its exit a moment to be collected.
+			select {
+			case <-d.done:
+			case <-time.After(time.Second):
 			}
+		}
+		switch {
+		case d.exited() && d.killed.Load():
+			return o
+		case d.exited():
 			why = "the daemon exited during the case (" + d.exitHow + ")"
-		} else if err := d.answering(r.t.Limits.start()); err != nil {
+		case err != nil:
 			why = fmt.Sprintf("the daemon is still running but no longer answers (%s probe: %v)", d.probeName(), err)
 		}
 	default:
