@@ -361,3 +361,29 @@ func TestJudgeExpected(t *testing.T) {
 		t.Errorf("a crash stays a crash: %s", res.Line())
 	}
 }
+
+// -addr takes an IPv6 address: the shared cases run over [::1].
+func TestAddrIPv6(t *testing.T) {
+	if !HaveIPv6() {
+		t.Skip("no IPv6 loopback")
+	}
+	d := startTestDaemon(t, requireStock(t))
+	cfg := Config{Target: Target{Addr: "[::1]:" + strconv.Itoa(d.dialPort), Flavour: Stock, Release: DefaultRelease}, Run: regexp.MustCompile(`^(port_please|garbage)/`)}
+	rs := RunSuite(context.Background(), cfg, Cases(loadSuite(t)), nil)
+	ran := 0
+	for _, r := range rs {
+		switch r.Verdict {
+		case VerdictPass:
+			ran++
+		case VerdictSkip:
+			if r.Case.Shared {
+				t.Errorf("%s", r.Line())
+			}
+		default:
+			t.Errorf("%s", r.Line())
+		}
+	}
+	if ran < 5 {
+		t.Errorf("only %d cases ran", ran)
+	}
+}
