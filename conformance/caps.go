@@ -87,7 +87,7 @@ var subjects = map[string][]string{
 	"alive2":      {"alive2", "alive2-v"},
 	"creation":    {"alive2", "alive2-v"},
 	"lifecycle":   {"alive2"},
-	"daemon_mode": {"daemon-mode"},
+	"daemon_mode": {"daemon-mode", "-daemon"},
 	"address":     {"-address", "ipv6"},
 	"cli":         {"cli", "exit", "systemd"},
 	"log":         {"log", "-d", "-debug"},

@@ -60,6 +60,10 @@ type Target struct {
 	Probe string
 	// Limits bound every wait of the suite on this daemon.
 	Limits Limits
+	// Dir is the working directory of the daemons and clients the suite
+	// starts ("": the suite's own), where whatever they write (a BEAM's
+	// crash dump) ends up.
+	Dir string
 }
 
 // Readiness probes.
@@ -382,6 +386,7 @@ func tryStartDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daem
 		return nil, err
 	}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Dir = t.Dir
 	p.cmd.Env = cleanEnv(append(tenv, env...))
 	p.stderr = new(lockedBuffer)
 	p.cmd.Stdout = p.stderr

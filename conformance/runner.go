@@ -1206,6 +1206,7 @@ func (r *runner) run(s *runStep) error {
 	ctx, cancel := context.WithTimeout(r.ctx, cliLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = r.t.Dir
 	cmd.Env = cleanEnv(env)
 	var stdout, stderr lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

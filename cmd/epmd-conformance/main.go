@@ -256,6 +256,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		t.Release = conformance.DefaultRelease
 	}
 
+	// Daemons and clients run in a directory of their own, so that what
+	// they write (a BEAM's crash dump) does not land where we were started.
+	if t.Dir, err = os.MkdirTemp("", "epmd-conformance-"); err != nil {
+		return usage("%v", err)
+	}
+	defer os.RemoveAll(t.Dir)
+	cfg.Reference.Dir = t.Dir
+
 	runCtx, cancel := context.WithTimeoutCause(ctx, o.timeout, fmt.Errorf("the run's time limit (-timeout %v) ran out", o.timeout))
 	defer cancel()
 	start := time.Now()
