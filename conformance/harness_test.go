@@ -387,3 +387,30 @@ func TestAddrIPv6(t *testing.T) {
 		t.Errorf("only %d cases ran", ran)
 	}
 }
+
+// -ports confines the ports handed out, and hands them out again once
+// the range is used up.
+func TestPortRange(t *testing.T) {
+	lo, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetPortRange(lo, lo); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		portsMu.Lock()
+		portLo, portHi = 0, 0
+		portsMu.Unlock()
+	}()
+	for i := 0; i < 3; i++ {
+		if p, err := freePort(); err != nil || p != lo {
+			t.Fatalf("freePort() = %d, %v; want %d", p, err, lo)
+		}
+	}
+	for _, bad := range [][2]int{{0, 10}, {10, 5}, {1, 65536}} {
+		if SetPortRange(bad[0], bad[1]) == nil {
+			t.Errorf("SetPortRange(%d, %d) accepted", bad[0], bad[1])
+		}
+	}
+}
