@@ -442,7 +442,7 @@ func tryStartDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daem
 		case <-p.done:
 			if !p.detached {
 				p.release()
-				out := tail(p.stderr.String(), 2000)
+				out := tail(p.stderr.String(), 600)
 				if p.exitCode == 0 && !portFree(p.dialPort) {
 					return nil, errPortRace
 				}
