@@ -38,11 +38,13 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gopmd/gopmd/conformance"
@@ -170,7 +172,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	limits := conformance.Limits{Start: o.startTimeout, Step: o.stepTimeout, Case: o.caseTimeout}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	if cfg.Target, err = target(ctx, o.epmd, o.flavour, o.addr != ""); err != nil {
@@ -187,11 +189,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if t.Command, err = conformance.ParseCommandTemplate(o.daemonCmd); err != nil {
 			return usage("-daemon-cmd: %v", err)
 		}
+		absProgram(t.Command)
 	}
 	if o.cliCmd != "" {
 		if t.CLI, err = conformance.ParseCommandTemplate(o.cliCmd); err != nil {
 			return usage("-cli-cmd: %v", err)
 		}
+		absProgram(t.CLI)
 	} else if t.Path == "" {
 		// No binary to run as a client: the CLI cases cannot run.
 		t.Without = conformance.Capabilities{"cli": true}
@@ -379,7 +383,32 @@ func (u unionFS) Open(name string) (fs.File, error) {
 	return nil, first
 }
 
+var envWordRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+
+// absProgram makes the program of a command template absolute when it is
+// a relative path: daemons run in a directory of their own.
+func absProgram(words []string) {
+	for i, w := range words {
+		if envWordRE.MatchString(w) {
+			continue // an environment variable
+		}
+		if strings.ContainsRune(w, '/') && !filepath.IsAbs(w) && !strings.HasPrefix(w, "{") {
+			if a, err := filepath.Abs(w); err == nil {
+				words[i] = a
+			}
+		}
+		return
+	}
+}
+
 func target(ctx context.Context, path, flavour string, addr bool) (conformance.Target, error) {
+	if path != "" {
+		// Daemons run in a directory of their own: the path must not
+		// depend on ours.
+		if a, err := filepath.Abs(path); err == nil {
+			path = a
+		}
+	}
 	t := conformance.Target{Path: path}
 	switch flavour {
 	case conformance.Stock, conformance.Gopmd:

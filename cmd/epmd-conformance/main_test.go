@@ -258,3 +258,22 @@ func TestBreakdown(t *testing.T) {
 		t.Errorf("output:\n%s", out.String())
 	}
 }
+
+// Daemons run in a directory of their own: relative paths still work.
+func TestRelativePaths(t *testing.T) {
+	epmd := stock(t)
+	dir := t.TempDir()
+	if err := os.Symlink(epmd, filepath.Join(dir, "epmd")); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	for _, args := range [][]string{
+		{"-epmd", "./epmd"},
+		{"-daemon-cmd", "./epmd {args}", "-cli-cmd", "./epmd {args}"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(append(args, "-run", `^(names/empty|cli/names_empty)$`), &out, &errb); code != 0 {
+			t.Errorf("%q: exit %d\n%s%s", args, code, out.String(), errb.String())
+		}
+	}
+}
