@@ -408,15 +408,22 @@ func tryStartDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daem
 		close(p.done)
 	}()
 	limit := t.Limits.start()
-	blockedBy := ""
-	if fl := d.flags(); len(fl) > 0 {
-		blockedBy = fl[0]
-	}
+	// A start that fails with flags is blocked by the flag the daemon's
+	// output names, else by the first.
 	fail := func(err error) error {
-		if blockedBy != "" {
-			return &errBlocked{blockedBy, err}
+		fl := d.flags()
+		if len(fl) == 0 {
+			return err
 		}
-		return err
+		by := fl[0]
+		out := p.stderr.String()
+		for _, f := range fl {
+			if strings.Contains(out, f) {
+				by = f
+				break
+			}
+		}
+		return &errBlocked{by, err}
 	}
 	if p.detached {
 		select {

@@ -191,7 +191,7 @@ func RunSuite(ctx context.Context, cfg Config, cases []*Case, report func(*Resul
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				results[i] = notRun(c, "the run's time limit ran out before the case started")
+				results[i] = notRun(c, runLimitWhy, VerdictTimeout)
 				return
 			}
 			defer func() { <-sem }()
@@ -199,7 +199,8 @@ func RunSuite(ctx context.Context, cfg Config, cases []*Case, report func(*Resul
 			why := halt
 			haltMu.Unlock()
 			if why == "" && ctx.Err() != nil {
-				why = "the run's time limit ran out before the case started"
+				results[i] = notRun(c, runLimitWhy, VerdictTimeout)
+				return
 			}
 			if why == "" && cfg.Target.Addr != "" && c.Shared {
 				if err := addrAnswering(cfg.Target); err != nil {
@@ -212,7 +213,7 @@ func RunSuite(ctx context.Context, cfg Config, cases []*Case, report func(*Resul
 					halt = why
 				}
 				haltMu.Unlock()
-				results[i] = notRun(c, why)
+				results[i] = notRun(c, why, VerdictSkip)
 				return
 			}
 			results[i] = RunOne(ctx, cfg, c)
@@ -232,9 +233,30 @@ func RunSuite(ctx context.Context, cfg Config, cases []*Case, report func(*Resul
 	return results
 }
 
-func notRun(c *Case, why string) *Result {
-	return &Result{Case: c, Verdict: VerdictSkip, NotRun: true, Reason: "not run: " + why,
-		Target: &Outcome{Status: Skip, Reason: why}}
+// runLimitWhy is why a case did not start.
+const runLimitWhy = "the run's time limit ran out before the case started"
+
+// notRun is the result of a case the run did not get to: TIMEOUT when the
+// run's time limit ran out first, SKIP when the daemon at -addr stopped
+// answering (the run itself then fails: see Halted).
+func notRun(c *Case, why string, v Verdict) *Result {
+	st := Skip
+	if v == VerdictTimeout {
+		st = Timeout
+	}
+	return &Result{Case: c, Verdict: v, NotRun: true, Reason: "not run: " + why,
+		Target: &Outcome{Status: st, Reason: why}}
+}
+
+// Halted says why a run against a running daemon (-addr) stopped before
+// its end ("" if it did not): the daemon stopped answering.
+func Halted(rs []*Result) string {
+	for _, r := range rs {
+		if r.NotRun && r.Verdict == VerdictSkip {
+			return r.Target.Reason
+		}
+	}
+	return ""
 }
 
 // addrAnswering checks that the daemon at t.Addr answers the probe.

@@ -96,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.junit, "junit", "", "also write a JUnit XML report to this file")
 	fs.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "how many cases run at once")
 	fs.StringVar(&o.ports, "ports", "", "take every port the suite uses from LO-HI (default: any free port)")
-	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "time limit for the whole run; cases still running then are TIMEOUT, the others not run")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "time limit for the whole run; the cases still running then, and those not yet started, are TIMEOUT")
 	fs.DurationVar(&o.caseTimeout, "case-timeout", conformance.DefaultCaseLimit, "time limit for one case, daemon start and stop included")
 	fs.DurationVar(&o.stepTimeout, "step-timeout", conformance.DefaultStepLimit, "how much longer than its own stated wait a step may take")
 	fs.DurationVar(&o.startTimeout, "start-timeout", conformance.DefaultStartLimit, "how long a daemon may take to answer the readiness probe after it starts")
@@ -289,11 +289,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	})
 	elapsed := time.Since(start)
 	counts := conformance.Count(results)
-	for _, r := range results {
-		if r.NotRun && o.addr != "" && !strings.Contains(r.Reason, "time limit") {
-			fmt.Fprintf(stderr, "epmd-conformance: stopped: %s; the cases after it were not run\n", strings.TrimPrefix(r.Reason, "not run: "))
-			break
-		}
+	halted := conformance.Halted(results)
+	if halted != "" {
+		fmt.Fprintf(stderr, "epmd-conformance: stopped: %s; the cases from there on were not run\n", halted)
 	}
 	if o.jsonOut {
 		writeJSON(stdout, newSummary(counts, cfg, elapsed))
@@ -308,7 +306,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if !counts.OK() {
+	if !counts.OK() || halted != "" {
 		return 1
 	}
 	return 0

@@ -277,3 +277,27 @@ func TestRelativePaths(t *testing.T) {
 		}
 	}
 }
+
+// Against a daemon at -addr that does not answer, the run stops at once,
+// says so, and fails.
+func TestAddrGoneStopsTheRun(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"-addr", "127.0.0.1:1", "-start-timeout", "300ms", "-run", "^port_please/"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "stopped: the daemon at 127.0.0.1:1 does not answer") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+	if strings.Contains(out.String(), "PASS") || !strings.Contains(out.String(), "SKIP port_please/") {
+		t.Errorf("output:\n%s", out.String())
+	}
+}
+
+// The run's time limit ends the cases still running and those not yet
+// started as TIMEOUT, and the run fails.
+func TestRunTimeLimit(t *testing.T) {
+	epmd := stock(t)
+	var out, errb bytes.Buffer
+	code := run([]string{"-epmd", epmd, "-timeout", "1s", "-parallel", "1", "-run", "^timeout/"}, &out, &errb)
+	if code != 1 || !strings.Contains(out.String(), "TIMEOUT timeout/") || !strings.Contains(out.String(), "not run: the run's time limit ran out") {
+		t.Errorf("exit %d\n%s%s", code, out.String(), errb.String())
+	}
+}
