@@ -347,6 +347,10 @@ func (r *runner) body() *Outcome {
 	return r.checkAlive(r.out)
 }
 
+// crashSettle is how long after a case a daemon that answered is watched
+// for an exit before the case is taken to have left it alive.
+const crashSettle = 100 * time.Millisecond
+
 // splitAddr parses -addr: 127.0.0.1:PORT, [::1]:PORT, localhost:PORT.
 func splitAddr(addr string) (string, int, error) {
 	host, port, err := net.SplitHostPort(addr)
@@ -377,12 +381,16 @@ func (r *runner) checkAlive(o *Outcome) *Outcome {
 	switch {
 	case d.cmd != nil && !d.detached:
 		err := d.answering(r.t.Limits.start())
-		if err != nil && !d.exited() {
-			// It may be dying: give its exit a moment to be collected.
-			select {
-			case <-d.done:
-			case <-time.After(time.Second):
-			}
+		// A daemon that is dying may still answer (a Go panic runs the
+		// deferred closes, prints its trace, then exits), and its exit
+		// takes a moment to be collected: give it that moment.
+		wait := crashSettle
+		if err != nil {
+			wait = time.Second
+		}
+		select {
+		case <-d.done:
+		case <-time.After(wait):
 		}
 		switch {
 		case d.exited() && d.killed.Load():
