@@ -627,18 +627,23 @@ func (p *daemonProc) stop() {
 	if !p.detached {
 		return
 	}
-	for i := 0; i < 50; i++ {
+	deadline := time.Now().Add(stopWait)
+	for time.Now().Before(deadline) {
 		c, err := net.DialTimeout("tcp", p.addr4(), time.Second)
 		if err != nil {
 			reapOrphans()
 			return // gone
 		}
-		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.SetDeadline(time.Now().Add(time.Second))
 		c.Write([]byte{0, 1, 'k'})
 		io.ReadAll(c)
 		c.Close()
 		time.Sleep(50 * time.Millisecond)
 	}
+	// It does not obey KILL_REQ: kill the process that listens on its
+	// port, if it is a child of ours (reparented to us as subreaper).
+	killOrphanListener(p.dialPort)
+	reapOrphans()
 }
 
 // Child processes the suite waits for itself (os/exec). Everything else

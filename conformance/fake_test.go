@@ -23,12 +23,27 @@ const fakeEnv = "CONFORMANCE_FAKE_EPMD"
 //	nonames    closes NAMES requests without a reply
 //	mute       accepts connections and never reads or answers
 //	stderrkid  starts a child that keeps its stderr open, then serves as y
+//	detach     with -daemon, detaches (a copy of itself in a new session)
+//	           and exits 0; the copy serves as y and ignores KILL_REQ
 func fakeEpmd(mode string, args []string) {
 	port := 4369
 	for i := 0; i+1 < len(args); i++ {
 		if args[i] == "-port" {
 			port, _ = strconv.Atoi(args[i+1])
 		}
+	}
+	if mode == "detach" {
+		// -daemon: start a copy of ourselves in a session of its own
+		// and exit 0; the copy serves (as y) and ignores KILL_REQ.
+		if os.Getenv(fakeEnv+"_CHILD") == "" {
+			for _, a := range args {
+				if a == "-daemon" {
+					detachSelf(args)
+					os.Exit(0)
+				}
+			}
+		}
+		mode = "nokill"
 	}
 	if mode == "stderrkid" {
 		kid := exec.Command("sleep", "60")

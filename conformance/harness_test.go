@@ -2,9 +2,11 @@ package conformance
 
 import (
 	"context"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -413,4 +415,44 @@ func TestPortRange(t *testing.T) {
 			t.Errorf("SetPortRange(%d, %d) accepted", bad[0], bad[1])
 		}
 	}
+}
+
+// A detached daemon that ignores KILL_REQ is still stopped: the process
+// listening on its port, reparented to the suite, is killed.
+func TestDetachedIgnoringKillIsStopped(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs a subreaper (Linux)")
+	}
+	becomeSubreaper()
+	tg := fake("detach")
+	var port int64
+	c := parseCase(t, "daemon_mode.txt", "daemon -daemon\nopen c\nsend c \"za\"\nexpect c bytes 77 01\n")
+	start := time.Now()
+	o := runCaseVars(t, tg, c, &port)
+	if o.Status != Pass {
+		t.Errorf("status %v, reason %q\n%s", o.Status, o.Reason, strings.Join(o.Transcript, "\n"))
+	}
+	if d := time.Since(start); d > stopWait+10*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(int(port)), time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the detached daemon still listens on %d", port)
+	}
+}
+
+// runCaseVars runs a case and reports the port its daemon was given.
+func runCaseVars(t *testing.T, tg Target, c *Case, port *int64) *Outcome {
+	t.Helper()
+	o := RunCase(context.Background(), tg, c, nil)
+	for _, l := range o.Transcript {
+		if _, after, ok := strings.Cut(l, "listening on "); ok {
+			n, _ := strconv.Atoi(after)
+			*port = int64(n)
+		}
+	}
+	if *port == 0 {
+		t.Fatalf("no port in the transcript: %q", o.Transcript)
+	}
+	return o
 }

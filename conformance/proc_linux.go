@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -67,4 +68,58 @@ func orphanChildren() (zombies []int, running int) {
 		}
 	}
 	return zombies, running
+}
+
+// killOrphanListener kills the untracked children of ours (detached
+// daemons reparented to us) that hold a socket listening on port.
+func killOrphanListener(port int) {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n")[1:] {
+			// sl local_address rem_address st ... uid timeout inode
+			fs := strings.Fields(l)
+			if len(fs) < 10 || fs[3] != "0A" {
+				continue
+			}
+			if i := strings.LastIndexByte(fs[1], ':'); i >= 0 && strings.EqualFold(fs[1][i+1:], fmt.Sprintf("%04X", port)) {
+				inodes["socket:["+fs[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return
+	}
+	for _, pid := range runningOrphans() {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[l] {
+				syscall.Kill(pid, syscall.SIGKILL)
+				break
+			}
+		}
+	}
+}
+
+// runningOrphans lists our untracked children that have not exited.
+func runningOrphans() []int {
+	trackedMu.Lock()
+	defer trackedMu.Unlock()
+	var pids []int
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && !tracked[pid] {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }

@@ -244,6 +244,17 @@ func (r *runner) begin(s step, own time.Duration) {
 	r.w.limit = own + r.t.Limits.step()
 }
 
+// phase tells the watchdog that the suite's own work after the steps
+// starts (checking the daemon, stopping it), and how long it may take.
+func (r *runner) phase(what string, own time.Duration) {
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
+	r.w.src = nil
+	r.w.step = what
+	r.w.since = time.Now()
+	r.w.limit = own + r.t.Limits.step()
+}
+
 func (r *runner) watchConn(c net.Conn) {
 	r.w.mu.Lock()
 	defer r.w.mu.Unlock()
@@ -371,6 +382,7 @@ func (r *runner) checkAlive(o *Outcome) *Outcome {
 	if d == nil || o.Status == Skip || r.recording || r.c.expectsExit() {
 		return o
 	}
+	r.phase("checking that the daemon still answers", r.t.Limits.start()+time.Second)
 	// The case's own connections are done with: close them first, so that
 	// a daemon serving one connection at a time can answer the probe.
 	for name, c := range r.conns {
@@ -519,6 +531,7 @@ func (r *runner) cleanup() {
 		c.c.Close()
 	}
 	if r.d != nil && r.d.cmd != nil {
+		r.phase("stopping the daemon", 2*stopWait)
 		r.d.stop()
 	}
 }
