@@ -821,6 +821,7 @@ func (r *runner) expectBytes(s *expectBytesStep) error {
 	f := &stepFailure{
 		msg:      fmt.Sprintf("want %d bytes %s; got %s", len(want), hexdump(want), describe(got, st, rerr, s.within)),
 		observed: describe(got, st, rerr, s.within),
+		want:     fmt.Sprintf("%d bytes %s", len(want), hexdump(want)),
 	}
 	within := ""
 	if s.within != defaultWithin {
@@ -853,6 +854,7 @@ func (r *runner) expectClosed(s *expectClosedStep) error {
 	f := &stepFailure{
 		msg:      "want the connection closed with no (more) reply; got " + describe(got, st, rerr, s.within),
 		observed: describe(got, st, rerr, s.within),
+		want:     "closed with no (more) reply",
 	}
 	if len(got) > 0 {
 		f.upd = fmt.Sprintf("expect %s bytes %s", s.conn, renderBytes(got, r.v))
@@ -882,6 +884,7 @@ func (r *runner) expectOpen(s *expectOpenStep) error {
 	f := &stepFailure{
 		msg:      fmt.Sprintf("want the connection open and silent for %v; got %s", s.dur, describe(got, st, rerr, s.dur)),
 		observed: describe(got, st, rerr, s.dur),
+		want:     fmt.Sprintf("open and silent for %v", s.dur),
 	}
 	if len(got) > 0 {
 		f.upd = fmt.Sprintf("expect %s bytes %s", s.conn, renderBytes(got, r.v))
@@ -909,6 +912,7 @@ func (r *runner) expectAlive2(s *expectAlive2Step) error {
 		f := &stepFailure{
 			msg:      msg + "; got " + describe(got, st, rerr, defaultWithin),
 			observed: describe(got, st, rerr, defaultWithin),
+			want:     strings.TrimPrefix(msg, "want "),
 		}
 		// A registration the script expects to succeed that gets the
 		// other reply form, or no reply at all, shows a missing capability.
