@@ -136,16 +136,24 @@ oracles:
 	@scripts/otp-oracles
 
 # conformance runs the scripted conformance suite (docs/conformance.md):
-# bin/epmd with the stock epmd as the reference, then the stock epmd alone
-# as a self-check of the scripts. Both always run; either failing fails.
+# bin/epmd with each stock release as the reference (OTP 25, the installed
+# epmd; OTP 27 and 29, fetched by scripts/otp-oracles), then each stock
+# epmd alone as a self-check of the scripts. Every run always happens;
+# any failing fails the target. CONFORMANCE_FLAGS are passed to every run.
+CONFORMANCE_FLAGS ?=
 conformance: erlang
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/epmd ./cmd/epmd
 	$(GO) build -o $(BIN)/epmd-conformance ./cmd/epmd-conformance
 	@status=0; \
-	echo "== $(BIN)/epmd against stock epmd"; \
-	$(BIN)/epmd-conformance -epmd $(BIN)/epmd -reference $$(command -v epmd) || status=1; \
-	echo "== stock epmd alone (self-check)"; \
-	$(BIN)/epmd-conformance -epmd $$(command -v epmd) || status=1; \
+	oracles=$$(scripts/otp-oracles) || { echo "conformance: scripts/otp-oracles failed: OTP 27 and 29 cannot be checked"; status=1; oracles=; }; \
+	set -- 25 "$$(command -v epmd)" $$oracles; \
+	while [ $$# -ge 2 ]; do \
+		rel=$$1; ref=$$2; shift 2; \
+		echo "== $(BIN)/epmd against stock epmd of OTP $$rel ($$ref)"; \
+		$(BIN)/epmd-conformance $(CONFORMANCE_FLAGS) -epmd $(BIN)/epmd -reference "$$ref" -reference-otp $$rel || status=1; \
+		echo "== stock epmd of OTP $$rel alone (self-check)"; \
+		$(BIN)/epmd-conformance $(CONFORMANCE_FLAGS) -epmd "$$ref" -otp $$rel || status=1; \
+	done; \
 	exit $$status
 
 # deb builds the Debian package bin/gopmd_DEB_VERSION_DEB_ARCH.deb with nfpm

@@ -23,6 +23,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as the misbehaving daemons of
+	// harness_test.go.
+	if mode := os.Getenv(fakeEnv); mode != "" {
+		fakeEpmd(mode, os.Args[1:])
+		return
+	}
 	flag.Parse()
 	// Cases mostly wait on sockets; run many at once unless told otherwise.
 	set := map[string]bool{}
@@ -121,6 +127,15 @@ func flavour(t testing.TB, path string) string {
 	return f
 }
 
+// release is the OTP release of a stock epmd, as epmd-conformance
+// guesses it (DefaultRelease when it cannot tell).
+func release(path string) int {
+	if n := DetectRelease(path); n > 0 {
+		return n
+	}
+	return DefaultRelease
+}
+
 // TestScripts runs every scripted case against the stock epmd and the epmd
 // under test (each case on its own daemons). A case fails when the stock
 // daemon does not pass it (the script is wrong) or when ours does not
@@ -132,10 +147,10 @@ func TestScripts(t *testing.T) {
 	files := loadSuite(t)
 	var stock, target Target
 	if stockPath != "" {
-		stock = Target{Path: stockPath, Flavour: flavour(t, stockPath)}
+		stock = Target{Path: stockPath, Flavour: flavour(t, stockPath), Release: release(stockPath)}
 	}
 	if ours != "" {
-		target = Target{Path: ours, Flavour: flavour(t, ours)}
+		target = Target{Path: ours, Flavour: flavour(t, ours), Release: GopmdRelease}
 	}
 	cfg := Config{Goldens: os.DirFS("testdata")}
 	for _, c := range Cases(files) {
@@ -182,7 +197,7 @@ func TestUpdate(t *testing.T) {
 	}
 	path := requireStock(t)
 	files := loadSuite(t)
-	stock := Target{Path: path, Flavour: flavour(t, path)}
+	stock := Target{Path: path, Flavour: flavour(t, path), Release: release(path)}
 	if stock.Flavour != Stock {
 		t.Fatalf("%s is not stock epmd", path)
 	}
@@ -219,7 +234,11 @@ func TestSharedCasesAgainstRunningDaemon(t *testing.T) {
 		t.Run(bin.name, func(t *testing.T) {
 			t.Parallel()
 			d := startTestDaemon(t, bin.get(t))
-			cfg := Config{Target: Target{Addr: d.addr4(), Flavour: Stock}}
+			rel := GopmdRelease
+			if bin.name == "stock" {
+				rel = release(stockPath)
+			}
+			cfg := Config{Target: Target{Addr: d.addr4(), Flavour: Stock, Release: rel}}
 			results := RunSuite(context.Background(), cfg, Cases(loadSuite(t)), nil)
 			ran := 0
 			for _, r := range results {

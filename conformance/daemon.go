@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,11 @@ const (
 	Gopmd = "gopmd"
 )
 
+// GopmdRelease is the OTP release whose stock epmd gopmd follows where
+// releases differ: the release an [otp...] condition of a script is
+// checked against for a gopmd daemon.
+const GopmdRelease = 29
+
 // A Target is the epmd under test: a binary the suite starts for every
 // case, or the address of one already running.
 type Target struct {
@@ -31,10 +37,76 @@ type Target struct {
 	Path string
 	// Flavour is Stock or Gopmd (see DetectFlavour).
 	Flavour string
-	// Addr, if set, is a running daemon ("127.0.0.1:4369") to use instead
-	// of starting Path. Only cases that need nothing but a plain daemon
-	// run against it, one at a time; the others are skipped.
+	// Release is the OTP release whose epmd this is (stock), or follows
+	// (gopmd): the major number, 25 for OTP 25.2.3. 0 means unknown; an
+	// [otp...] condition of a script is then false.
+	Release int
+	// Addr, if set, is a running daemon ("127.0.0.1:4369", "[::1]:4369")
+	// to use instead of starting Path. Only cases that need nothing but a
+	// plain daemon run against it, one at a time; the others are skipped.
 	Addr string
+	// Command, if set, is how to start the daemon instead of
+	// "Path -port PORT FLAGS...": a command template (see
+	// ParseCommandTemplate).
+	Command []string
+	// CLI, if set, is how to run the client instead of "Path ARGS...":
+	// a command template in which {args} stands for the arguments.
+	CLI []string
+	// Without lists the capabilities the daemon does not have: the cases
+	// that need one of them are skipped.
+	Without Capabilities
+	// Probe is how the suite tells that a daemon it started is ready:
+	// ProbePortPlease (the default), ProbeNames or ProbeConnect.
+	Probe string
+	// Limits bound every wait of the suite on this daemon.
+	Limits Limits
+	// Dir is the working directory of the daemons and clients the suite
+	// starts ("": the suite's own), where whatever they write (a BEAM's
+	// crash dump) ends up.
+	Dir string
+}
+
+// Readiness probes.
+const (
+	// ProbePortPlease connects and asks for an unknown name, reading the
+	// answer to the end (any answer, or a close, will do).
+	ProbePortPlease = "port-please"
+	// ProbeNames connects and asks for NAMES, reading the reply to the end.
+	ProbeNames = "names"
+	// ProbeConnect only connects.
+	ProbeConnect = "connect"
+)
+
+// Limits are the suite's time limits. Zero fields take the defaults.
+type Limits struct {
+	// Start bounds a daemon's start: until it answers the probe, or
+	// until the launcher of -daemon returns.
+	Start time.Duration
+	// Step is how much longer than its own stated wait (within, for,
+	// sleep) a step may take.
+	Step time.Duration
+	// Case bounds a whole case, daemon start and stop included.
+	Case time.Duration
+}
+
+// Default limits.
+const (
+	DefaultStartLimit = 20 * time.Second
+	DefaultStepLimit  = 15 * time.Second
+	DefaultCaseLimit  = 2 * time.Minute
+)
+
+func (l Limits) start() time.Duration { return orDefault(l.Start, DefaultStartLimit) }
+func (l Limits) step() time.Duration  { return orDefault(l.Step, DefaultStepLimit) }
+func (l Limits) caseLimit() time.Duration {
+	return orDefault(l.Case, DefaultCaseLimit)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // DetectFlavour tells gopmd from stock epmd by asking for -version: gopmd
@@ -46,6 +118,9 @@ func DetectFlavour(ctx context.Context, path string) (string, error) {
 	cmd.Env = cleanEnv(nil)
 	var out bytes.Buffer
 	cmd.Stdout = &out
+	ownGroup(cmd)
+	cmd.Cancel = func() error { killGroup(cmd); return nil }
+	cmd.WaitDelay = time.Second
 	err := startTracked(cmd)
 	if err == nil {
 		err = waitTracked(cmd)
@@ -77,13 +152,45 @@ var (
 	portsMu   sync.Mutex
 	portsUsed = map[int]bool{}
 	fixedMu   = map[int]*sync.Mutex{}
+	portLo    int // with portHi: the range every port comes from; 0: any
+	portHi    int
 )
 
+// SetPortRange confines every port the suite hands out (daemons, $free)
+// to lo..hi. Ports a script names literally (-port 70000) are not
+// affected.
+func SetPortRange(lo, hi int) error {
+	if lo < 1 || hi > 65535 || lo > hi {
+		return fmt.Errorf("bad port range %d-%d", lo, hi)
+	}
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	portLo, portHi = lo, hi
+	return nil
+}
+
 // freePort returns a port that was free on 127.0.0.1 and ::1 (when IPv6
-// loopback exists) and has not been handed out before in this process.
+// loopback exists) and has not been handed out before in this process;
+// once every port of a -ports range has been handed out, ports are
+// handed out again.
 func freePort() (int, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
+	if portLo > 0 {
+		n := portHi - portLo + 1
+		for pass := 0; pass < 2; pass++ {
+			start := rand.IntN(n)
+			for i := 0; i < n; i++ {
+				p := portLo + (start+i)%n
+				if (pass == 0 && portsUsed[p]) || !portFree(p) {
+					continue
+				}
+				portsUsed[p] = true
+				return p, nil
+			}
+		}
+		return 0, fmt.Errorf("no free loopback port in %d-%d", portLo, portHi)
+	}
 	for i := 0; i < 100; i++ {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
@@ -170,9 +277,13 @@ type daemonProc struct {
 	stderr   *lockedBuffer
 	done     chan struct{} // closed when the process has exited
 	exitCode int           // valid after done; -1 if killed by a signal
+	exitHow  string        // valid after done: "exit status 2", "signal: segmentation fault"
+	killed   atomic.Bool   // the suite killed it
+	host     string        // where it listens: 127.0.0.1 unless -addr says otherwise
 	port     int           // configured port ($port)
 	dialPort int           // where it listens
 	detached bool          // started with -daemon: the child exits at once
+	probe    string
 	unlock   func()
 }
 
@@ -181,7 +292,18 @@ type errSkip struct{ reason string }
 
 func (e *errSkip) Error() string { return e.reason }
 
-// startDaemon starts the daemon of a case and waits until it answers NAMES.
+// errBlocked is a failure on a capability the case is not about: it makes
+// the case BLOCKED (by cap) rather than FAIL, unless the case is about cap.
+type errBlocked struct {
+	cap string
+	err error
+}
+
+func (e *errBlocked) Error() string { return e.err.Error() }
+func (e *errBlocked) Unwrap() error { return e.err }
+
+// startDaemon starts the daemon of a case and waits until it answers the
+// readiness probe.
 func startDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daemonProc, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -189,8 +311,7 @@ func startDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daemonP
 		if err == nil {
 			return p, nil
 		}
-		var sk *errSkip
-		if errors.As(err, &sk) || !errors.Is(err, errPortRace) {
+		if !errors.Is(err, errPortRace) {
 			return nil, err
 		}
 		lastErr = err
@@ -198,10 +319,22 @@ func startDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daemonP
 	return nil, lastErr
 }
 
-var errPortRace = errors.New("daemon exited at once with status 0 (port taken by someone else?)")
+var errPortRace = errors.New("daemon exited at once with status 0, and its port was taken meanwhile by another program")
+
+// daemonFlags names the case's daemon flags (not -port), for messages and
+// capabilities.
+func (d *daemonStep) flags() []string {
+	var fl []string
+	for _, a := range d.args {
+		if s := a.it.s; strings.HasPrefix(s, "-") && s != "-port" {
+			fl = append(fl, s)
+		}
+	}
+	return fl
+}
 
 func tryStartDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daemonProc, error) {
-	p := &daemonProc{done: make(chan struct{}), detached: d.detach}
+	p := &daemonProc{done: make(chan struct{}), detached: d.detach, host: "127.0.0.1", probe: t.Probe}
 	explicitPort := false
 	for _, a := range d.args {
 		if a.it.s == "-port" {
@@ -230,9 +363,6 @@ func tryStartDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daem
 	}
 	v["port"] = int64(p.port)
 	var args []string
-	if !explicitPort {
-		args = append(args, "-port", strconv.Itoa(p.port))
-	}
 	for _, a := range d.args {
 		s, err := a.eval(v)
 		if err != nil {
@@ -250,12 +380,20 @@ func tryStartDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daem
 		}
 		env = append(env, e.name+"="+s)
 	}
-	p.cmd = exec.Command(t.Path, args...)
-	p.cmd.Env = cleanEnv(env)
+	argv, tenv, err := t.daemonCommand(p.dialPort, explicitPort, args)
+	if err != nil {
+		p.release()
+		return nil, err
+	}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Dir = t.Dir
+	p.cmd.Env = cleanEnv(append(tenv, env...))
 	p.stderr = new(lockedBuffer)
 	p.cmd.Stdout = p.stderr
 	p.cmd.Stderr = p.stderr
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// A daemon's own children may keep its output open after it exits.
+	p.cmd.WaitDelay = 2 * time.Second
+	ownGroup(p.cmd)
 	if p.detached {
 		becomeSubreaper()
 	}
@@ -266,33 +404,56 @@ func tryStartDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daem
 	go func() {
 		waitTracked(p.cmd)
 		p.exitCode = p.cmd.ProcessState.ExitCode()
+		p.exitHow = p.cmd.ProcessState.String()
 		close(p.done)
 	}()
+	limit := t.Limits.start()
+	// A start that fails with flags is blocked by the flag the daemon's
+	// output names, else by the first.
+	fail := func(err error) error {
+		fl := d.flags()
+		if len(fl) == 0 {
+			return err
+		}
+		by := fl[0]
+		out := p.stderr.String()
+		for _, f := range fl {
+			if strings.Contains(out, f) {
+				by = f
+				break
+			}
+		}
+		return &errBlocked{by, err}
+	}
 	if p.detached {
 		select {
 		case <-p.done:
 			if p.exitCode != 0 {
 				p.release()
-				return nil, fmt.Errorf("epmd -daemon exited with status %d: %s", p.exitCode, p.stderr.String())
+				return nil, fail(fmt.Errorf("epmd -daemon exited with %s: %s", p.exitHow, p.stderr.String()))
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(limit):
 			p.stop()
-			return nil, errors.New("epmd -daemon did not return within 5s")
+			return nil, &errTimeout{fmt.Sprintf("the launching process of %s to return (it should detach and exit 0), for %v", strings.Join(argv, " "), limit)}
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(limit)
 	for {
-		if err := p.probe(); err == nil {
+		if err := p.ready(); err == nil {
 			return p, nil
 		}
 		select {
 		case <-p.done:
 			if !p.detached {
 				p.release()
-				if p.exitCode == 0 {
+				out := tail(p.stderr.String(), 600)
+				if p.exitCode == 0 && !portFree(p.dialPort) {
 					return nil, errPortRace
 				}
-				return nil, fmt.Errorf("daemon exited with status %d before answering; output: %q", p.exitCode, p.stderr.String())
+				return nil, fail(fmt.Errorf("daemon exited with %s before answering (command: %s); output: %q", p.exitHow, strings.Join(argv, " "), out))
 			}
 		case <-ctx.Done():
 			p.stop()
@@ -301,35 +462,131 @@ func tryStartDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daem
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, fmt.Errorf("daemon did not answer NAMES on 127.0.0.1:%d within 10s; output: %q", p.dialPort, p.stderr.String())
+			return nil, &errTimeout{fmt.Sprintf("the daemon to answer the %s probe on %s (command: %s), for %v; output: %q", p.probeName(), p.addr4(), strings.Join(argv, " "), limit, tail(p.stderr.String(), 2000))}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// probe sends NAMES and reads the reply to the end, so that the daemon
-// has closed the probe's connection before the case begins.
-func (p *daemonProc) probe() error {
-	c, err := net.DialTimeout("tcp4", p.addr4(), time.Second)
+// daemonCommand is the command line and extra environment that start the
+// daemon on port with the case's flags.
+func (t Target) daemonCommand(port int, explicitPort bool, args []string) (argv, env []string, err error) {
+	portArgs := []string{"-port", strconv.Itoa(port)}
+	if explicitPort {
+		portArgs = nil
+	}
+	if t.Command == nil {
+		return append(append([]string{t.Path}, portArgs...), args...), nil, nil
+	}
+	usesPort := false
+	for _, w := range t.Command {
+		usesPort = usesPort || strings.Contains(w, "{port}")
+	}
+	if usesPort {
+		portArgs = nil
+	}
+	all := append(portArgs, args...)
+	haveArgs := false
+	for i, w := range t.Command {
+		if w == "{args}" {
+			argv = append(argv, all...)
+			haveArgs = true
+			continue
+		}
+		w = strings.ReplaceAll(w, "{port}", strconv.Itoa(port))
+		w = strings.ReplaceAll(w, "{epmd}", t.Path)
+		if len(argv) == 0 && envRE.MatchString(w) && i < len(t.Command)-1 {
+			env = append(env, w)
+			continue
+		}
+		argv = append(argv, w)
+	}
+	if !haveArgs && len(all) > 0 {
+		return nil, nil, &errSkip{fmt.Sprintf("needs the daemon flags %q, and the daemon command template has no {args}", strings.Join(all, " "))}
+	}
+	if len(argv) == 0 {
+		return nil, nil, errors.New("the daemon command template names no program")
+	}
+	return argv, env, nil
+}
+
+// cliCommand is the command line that runs the client with args.
+func (t Target) cliCommand(args []string) ([]string, error) {
+	if t.CLI == nil {
+		if t.Path == "" {
+			return nil, &errSkip{"no epmd binary to run"}
+		}
+		return append([]string{t.Path}, args...), nil
+	}
+	var argv []string
+	for _, w := range t.CLI {
+		if w == "{args}" {
+			argv = append(argv, args...)
+			continue
+		}
+		argv = append(argv, strings.ReplaceAll(w, "{epmd}", t.Path))
+	}
+	return argv, nil
+}
+
+func (p *daemonProc) probeName() string {
+	if p.probe == "" {
+		return ProbePortPlease
+	}
+	return p.probe
+}
+
+// ready runs the readiness probe once. A probe that sends a request reads
+// the answer to the end, so that the daemon has closed the probe's
+// connection before the case begins.
+func (p *daemonProc) ready() error {
+	c, err := net.DialTimeout("tcp", p.addr4(), time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	var req []byte
+	switch p.probeName() {
+	case ProbeConnect:
+		return nil
+	case ProbeNames:
+		req = []byte{0, 1, 'n'}
+	default:
+		// PORT_PLEASE2_REQ for a name no case registers.
+		req = append([]byte{0, 16, 'z'}, "conformance-rdy"...)
+	}
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte{0, 1, 'n'}); err != nil {
+	if _, err := c.Write(req); err != nil {
 		return err
 	}
 	b, err := io.ReadAll(c)
-	if err != nil {
+	if err != nil && len(b) == 0 {
 		return err
 	}
-	if len(b) < 4 {
+	if p.probeName() == ProbeNames && len(b) < 4 {
 		return errors.New("short NAMES reply")
 	}
 	return nil
 }
 
-func (p *daemonProc) addr4() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.dialPort)) }
+// answering checks that a running daemon still accepts and answers a
+// probe, within limit.
+func (p *daemonProc) answering(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = p.ready(); err == nil {
+			return nil
+		}
+		if p.cmd != nil && !p.detached && p.exited() {
+			return fmt.Errorf("%v (the process has exited)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+func (p *daemonProc) addr4() string { return net.JoinHostPort(p.host, strconv.Itoa(p.dialPort)) }
 func (p *daemonProc) addr6() string { return net.JoinHostPort("::1", strconv.Itoa(p.dialPort)) }
 
 func (p *daemonProc) exited() bool {
@@ -348,30 +605,45 @@ func (p *daemonProc) release() {
 	}
 }
 
-// stop ends the daemon: the child is killed; a detached daemon (which is
-// not our child) is asked to exit with KILL_REQ.
+// stopWait bounds how long stop waits for a killed process to be reaped.
+const stopWait = 10 * time.Second
+
+// stop ends the daemon: its process group is killed; a detached daemon
+// (which has left our group) is asked to exit with KILL_REQ. Every wait
+// is bounded.
 func (p *daemonProc) stop() {
 	defer p.release()
-	if p.detached {
-		<-p.done
-		for i := 0; i < 50; i++ {
-			c, err := net.DialTimeout("tcp4", p.addr4(), time.Second)
-			if err != nil {
-				reapOrphans()
-				return // gone
-			}
-			c.SetDeadline(time.Now().Add(2 * time.Second))
-			c.Write([]byte{0, 1, 'k'})
-			io.ReadAll(c)
-			c.Close()
-			time.Sleep(50 * time.Millisecond)
-		}
+	if p.cmd == nil {
 		return
 	}
 	if !p.exited() {
-		p.cmd.Process.Kill()
+		p.killed.Store(true)
+		killGroup(p.cmd)
 	}
-	<-p.done
+	select {
+	case <-p.done:
+	case <-time.After(stopWait):
+	}
+	if !p.detached {
+		return
+	}
+	deadline := time.Now().Add(stopWait)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", p.addr4(), time.Second)
+		if err != nil {
+			reapOrphans()
+			return // gone
+		}
+		c.SetDeadline(time.Now().Add(time.Second))
+		c.Write([]byte{0, 1, 'k'})
+		io.ReadAll(c)
+		c.Close()
+		time.Sleep(50 * time.Millisecond)
+	}
+	// It does not obey KILL_REQ: kill the process that listens on its
+	// port, if it is a child of ours (reparented to us as subreaper).
+	killOrphanListener(p.dialPort)
+	reapOrphans()
 }
 
 // Child processes the suite waits for itself (os/exec). Everything else
@@ -398,60 +670,4 @@ func waitTracked(cmd *exec.Cmd) error {
 	delete(tracked, cmd.Process.Pid)
 	trackedMu.Unlock()
 	return err
-}
-
-// becomeSubreaper makes the double-forked daemon of -daemon our child
-// rather than init's, so that its exit status is collected (an init that
-// does not reap would keep it as a zombie).
-var becomeSubreaper = sync.OnceFunc(func() {
-	const prSetChildSubreaper = 36
-	syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
-})
-
-// reapOrphans collects exited children that os/exec does not wait for.
-func reapOrphans() {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		zombies, others := orphanChildren()
-		for _, pid := range zombies {
-			var ws syscall.WaitStatus
-			syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-		}
-		if others == 0 || time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// orphanChildren lists our untracked children: the exited ones, and how
-// many are still running.
-func orphanChildren() (zombies []int, running int) {
-	trackedMu.Lock()
-	defer trackedMu.Unlock()
-	tasks, _ := os.ReadDir("/proc/self/task")
-	for _, t := range tasks {
-		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			pid, err := strconv.Atoi(f)
-			if err != nil || tracked[pid] {
-				continue
-			}
-			st, err := os.ReadFile("/proc/" + f + "/stat")
-			if err != nil {
-				continue
-			}
-			// pid (comm) state ...: the state follows the last ')'.
-			i := bytes.LastIndexByte(st, ')')
-			if i >= 0 && i+2 < len(st) && st[i+2] == 'Z' {
-				zombies = append(zombies, pid)
-			} else {
-				running++
-			}
-		}
-	}
-	return zombies, running
 }

@@ -10,8 +10,13 @@
 //
 // Load parses the scripts (Scripts holds them, embedded), RunCase runs one
 // case against one daemon, RunSuite runs them all in parallel, with an
-// optional stock reference, and judges each: PASS, FAIL, SKIP, or DIFF for
+// optional stock reference, and judges each: PASS, FAIL, SKIP, DIFF for
 // a case that shows one of the deliberate differences of
-// docs/differences.md. Update re-records the scripts from stock epmd.
-// The script language is described in docs/conformance.md.
+// docs/differences.md (or of an expected-differences file), CRASH when
+// the daemon died, BLOCKED when a case failed on a capability it is not
+// about, TIMEOUT when a step, the case or the run went past its limit.
+// Every wait is bounded, and each daemon's process group is killed when
+// its case ends. Update re-records the scripts from stock epmd. The
+// script language, the contract for the daemon under test and the ways to
+// adapt one are described in docs/conformance.md.
 package conformance

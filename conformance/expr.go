@@ -210,6 +210,9 @@ func (it litItem) eval(v vars) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(s)*n > maxBytes {
+		return nil, fmt.Errorf("%d bytes is more than a script may ask for (%d)", len(s)*n, maxBytes)
+	}
 	return []byte(strings.Repeat(s, n)), nil
 }
 
@@ -217,6 +220,9 @@ func (it hexItem) eval(v vars) ([]byte, error) {
 	n, err := repeatCount(it.repeat, v)
 	if err != nil {
 		return nil, err
+	}
+	if len(it.b)*n > maxBytes {
+		return nil, fmt.Errorf("%d bytes is more than a script may ask for (%d)", len(it.b)*n, maxBytes)
 	}
 	out := make([]byte, 0, len(it.b)*n)
 	for i := 0; i < n; i++ {
@@ -250,12 +256,20 @@ func (it frameItem) eval(v vars) ([]byte, error) {
 
 func (it alive2Item) eval(v vars) ([]byte, error) { return it.f.payload(v) }
 
+// maxBytes bounds what a byte expression may evaluate to: far more than
+// any request (a frame holds at most 65535 bytes), far less than would
+// strain the machine.
+const maxBytes = 1 << 24
+
 func (e byteExpr) eval(v vars) ([]byte, error) {
 	var out []byte
 	for _, it := range e {
 		b, err := it.eval(v)
 		if err != nil {
 			return nil, err
+		}
+		if len(out)+len(b) > maxBytes {
+			return nil, fmt.Errorf("%d bytes is more than a script may ask for (%d)", len(out)+len(b), maxBytes)
 		}
 		out = append(out, b...)
 	}

@@ -9,8 +9,8 @@ import (
 // A logical line of a script: continuation lines joined, comment removed,
 // split into tokens.
 type srcLine struct {
-	first, last int // 1-based physical line numbers
-	only        string
+	first, last int       // 1-based physical line numbers
+	cond        condition // which daemons the line applies to
 	toks        []string
 	text        string // the logical line as written, for messages
 }
@@ -34,18 +34,17 @@ func splitLines(src string) ([]srcLine, error) {
 			continue
 		}
 		l := srcLine{first: first, last: i + 1, text: text}
-		for _, p := range []string{"stock", "gopmd"} {
-			if rest, ok := strings.CutPrefix(text, "["+p+"]"); ok {
-				l.only = p
-				text = strings.TrimSpace(rest)
-			}
+		cond, rest, err := cutConditions(text)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %v", first, err)
 		}
+		l.cond, text = cond, rest
 		toks, err := tokenize(text)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %v", first, err)
 		}
 		if len(toks) == 0 {
-			return nil, fmt.Errorf("line %d: [%s] prefix without a step", first, l.only)
+			return nil, fmt.Errorf("line %d: %s without a step", first, l.cond.text)
 		}
 		l.toks = toks
 		out = append(out, l)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,19 +24,37 @@ const (
 	Pass Status = iota
 	Fail
 	Skip
+	// Crash: the daemon died (or stopped answering) during the case,
+	// and the case did not ask for that.
+	Crash
+	// Blocked: the case failed on a capability it is not about (its
+	// setup), so it could not test what it is about.
+	Blocked
+	// Timeout: a step, the case or the run went past its time limit.
+	Timeout
 )
 
-func (s Status) String() string { return [...]string{"PASS", "FAIL", "SKIP"}[s] }
+func (s Status) String() string {
+	return [...]string{"PASS", "FAIL", "SKIP", "CRASH", "BLOCKED", "TIMEOUT"}[s]
+}
 
 // Outcome is what running one case against one target gave.
 type Outcome struct {
 	Status     Status
-	Reason     string   // why it failed or was skipped, starting with the line
+	Reason     string   // why it did not pass, starting with the line
 	Transcript []string // one line per step: what was done or observed
 	// Line is the failing step's first source line (0 if none);
 	// Observed says what the daemon did there.
 	Line     int
 	Observed string
+	// Step is the failing (or unfinished) step as written; Want what it
+	// expected, when that can be said apart from the step.
+	Step, Want string
+	// BlockedBy is the capability a Blocked case failed on (a key of
+	// Capabilities).
+	BlockedBy string
+	// Elapsed is how long the case took.
+	Elapsed time.Duration
 
 	// Filled in update mode: replacement text per step (by first line).
 	updates map[int]update
@@ -75,6 +94,7 @@ type runner struct {
 	// instead of ending the case.
 	recording bool
 	goldens   func(name string) ([]byte, error)
+	w         *watch
 }
 
 type cliResult struct {
@@ -87,7 +107,9 @@ type cliResult struct {
 type stepFailure struct {
 	msg      string
 	observed string
+	want     string
 	upd      string // replacement text in update mode ("" = cannot update)
+	cap      string // the capability the daemon showed it lacks, if any
 }
 
 func (e *stepFailure) Error() string { return e.msg }
@@ -98,12 +120,184 @@ func RunCase(ctx context.Context, t Target, c *Case, goldens func(string) ([]byt
 	return runCase(ctx, t, c, goldens, false)
 }
 
+// errTimeout is a wait that went past its limit: what was awaited.
+type errTimeout struct{ what string }
+
+func (e *errTimeout) Error() string { return "timed out waiting for " + e.what }
+
+// watch is what the watchdog of a case sees: the step in progress, since
+// when and for how long it may run, and what to close to end it.
+type watch struct {
+	mu      sync.Mutex
+	step    string
+	src     *srcLine
+	since   time.Time
+	limit   time.Duration
+	conns   []net.Conn
+	d       *daemonProc
+	aborted bool
+}
+
 func runCase(ctx context.Context, t Target, c *Case, goldens func(string) ([]byte, error), recording bool) *Outcome {
-	r := &runner{ctx: ctx, t: t, c: c, v: vars{}, conns: map[string]*sconn{}, out: &Outcome{}, recording: recording, goldens: goldens}
+	start := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := &runner{ctx: ctx, t: t, c: c, v: vars{}, conns: map[string]*sconn{}, out: &Outcome{}, recording: recording, goldens: goldens, w: &watch{}}
 	if recording {
 		r.out.updates = map[int]update{}
 		r.out.goldens = map[string][]byte{}
 	}
+	if k := t.Without.missing(c); k != "" {
+		r.out.Status, r.out.Reason = Skip, "needs "+CapabilityTitle(k)+", which the daemon under test does not have (declared)"
+		return r.out
+	}
+	done := make(chan *Outcome, 1)
+	go func() { done <- r.body() }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	caseLimit := t.Limits.caseLimit()
+	for {
+		var why string
+		select {
+		case o := <-done:
+			o.Elapsed = time.Since(start)
+			return o
+		case <-ctx.Done():
+			why = "the run's time limit or an interrupt ended the case"
+			if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				why = err.Error()
+			}
+		case <-tick.C:
+			why = r.overdue(start, caseLimit)
+		}
+		if why != "" {
+			o := r.abort(why, done, cancel)
+			o.Elapsed = time.Since(start)
+			return o
+		}
+	}
+}
+
+// overdue says why the case must stop now ("" if it need not).
+func (r *runner) overdue(start time.Time, caseLimit time.Duration) string {
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
+	if r.w.step != "" && time.Since(r.w.since) > r.w.limit {
+		return fmt.Sprintf("step %s did not finish within %v", r.w.step, r.w.limit.Round(time.Millisecond))
+	}
+	if time.Since(start) > caseLimit {
+		what := "the case"
+		if r.w.step != "" {
+			what += " (at step " + r.w.step + ")"
+		}
+		return fmt.Sprintf("%s did not finish within the case limit of %v", what, caseLimit)
+	}
+	return ""
+}
+
+// abort ends a case that ran out of time: everything it waits on is
+// closed or killed, and it is reported as Timeout with what it waited for.
+func (r *runner) abort(why string, done chan *Outcome, cancel func()) *Outcome {
+	r.w.mu.Lock()
+	r.w.aborted = true
+	for _, c := range r.w.conns {
+		c.Close()
+	}
+	d := r.w.d
+	src := r.w.src
+	r.w.mu.Unlock()
+	cancel()
+	if d != nil && d.cmd != nil {
+		d.killed.Store(true)
+		killGroup(d.cmd)
+	}
+	var o *Outcome
+	select {
+	case o = <-done:
+	case <-time.After(stopWait + 2*time.Second):
+		// The case is stuck beyond reach; report what is known.
+		r.w.mu.Lock()
+		o = &Outcome{Transcript: append([]string(nil), r.out.Transcript...)}
+		r.w.mu.Unlock()
+	}
+	o.Status = Timeout
+	o.Reason = why
+	o.BlockedBy = ""
+	if src != nil {
+		o.Line, o.Step = src.first, src.text
+		o.Reason = fmt.Sprintf("%s:%d: %s", r.c.File.Name, src.first, why)
+	}
+	if d != nil && d.stderr != nil {
+		o.Transcript = append(o.Transcript, "daemon output:\n"+indent(tail(d.stderr.String(), 4000)))
+	}
+	return o
+}
+
+// begin tells the watchdog that step s starts, and how long it may take.
+func (r *runner) begin(s step, own time.Duration) {
+	src := s.pos()
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
+	r.w.src = src
+	r.w.step = fmt.Sprintf("%s:%d %q", r.c.File.Name, src.first, src.text)
+	r.w.since = time.Now()
+	r.w.limit = own + r.t.Limits.step()
+}
+
+// phase tells the watchdog that the suite's own work after the steps
+// starts (checking the daemon, stopping it), and how long it may take.
+func (r *runner) phase(what string, own time.Duration) {
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
+	r.w.src = nil
+	r.w.step = what
+	r.w.since = time.Now()
+	r.w.limit = own + r.t.Limits.step()
+}
+
+func (r *runner) watchConn(c net.Conn) {
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
+	r.w.conns = append(r.w.conns, c)
+	if r.w.aborted {
+		c.Close()
+	}
+}
+
+// ownWait is how long a step says it may wait, on top of which the step
+// limit applies.
+func ownWait(s step) time.Duration {
+	switch s := s.(type) {
+	case *sleepStep:
+		return s.d
+	case *expectBytesStep:
+		return s.within
+	case *expectClosedStep:
+		return s.within
+	case *expectOpenStep:
+		return s.dur + 300*time.Millisecond
+	case *expectAlive2Step:
+		return 2 * defaultWithin
+	case *closeStep:
+		return defaultWithin
+	case *sendStep:
+		b, _ := s.data.eval(vars{"port": 0, "free": 0})
+		return time.Duration(len(b)+2)*s.dribble + 5*time.Second
+	case *expectLogStep:
+		return s.within
+	case *expectDaemonStep:
+		return s.within
+	case *runStep:
+		return cliLimit
+	}
+	return defaultWithin
+}
+
+// cliLimit bounds a run of the client.
+const cliLimit = 10 * time.Second
+
+func (r *runner) body() *Outcome {
+	c, t := r.c, r.t
 	defer r.cleanup()
 	if c.usesFree {
 		p, err := freePort()
@@ -117,35 +311,39 @@ func runCase(ctx context.Context, t Target, c *Case, goldens func(string) ([]byt
 			r.out.Status, r.out.Reason = Skip, "needs a fresh daemon of its own (not marked shared)"
 			return r.out
 		}
-		host, port, err := net.SplitHostPort(t.Addr)
-		if err != nil || (host != "127.0.0.1" && host != "localhost") {
-			r.out.Status, r.out.Reason = Fail, "-addr must be 127.0.0.1:PORT"
+		host, port, err := splitAddr(t.Addr)
+		if err != nil {
+			r.out.Status, r.out.Reason = Fail, err.Error()
 			return r.out
 		}
-		n, _ := strconv.Atoi(port)
-		r.d = &daemonProc{port: n, dialPort: n, done: make(chan struct{})}
-		r.v["port"] = int64(n)
+		r.d = &daemonProc{host: host, port: port, dialPort: port, done: make(chan struct{}), probe: t.Probe}
+		r.v["port"] = int64(port)
 	} else {
-		d, err := startDaemon(ctx, t, c.daemon, r.v)
+		r.begin(c.daemon, t.Limits.start()+stopWait)
+		d, err := startDaemon(r.ctx, t, c.daemon, r.v)
 		if err != nil {
 			return r.finish(c.daemon, err)
 		}
 		r.d = d
+		r.w.mu.Lock()
+		r.w.d = d
+		r.w.mu.Unlock()
 		r.logf("%d: %s -> started, listening on %d", c.daemon.src.first, c.daemon.src.text, d.dialPort)
 	}
 	for _, s := range c.steps {
-		if only := s.pos().only; only != "" && only != t.Flavour {
+		if cond := s.pos().cond; !cond.holds(t.Flavour, t.Release) {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
+		if err := r.ctx.Err(); err != nil {
 			return r.finish(s, err)
 		}
+		r.begin(s, ownWait(s))
 		err := r.exec(s)
 		if err == nil {
 			continue
 		}
 		var f *stepFailure
-		if recording && errors.As(err, &f) {
+		if r.recording && errors.As(err, &f) {
 			if f.upd == "" {
 				return r.finish(s, fmt.Errorf("cannot re-record: %v", err))
 			}
@@ -154,10 +352,87 @@ func runCase(ctx context.Context, t Target, c *Case, goldens func(string) ([]byt
 			r.logf("%d: %s -> re-recorded as: %s", src.first, src.text, f.upd)
 			continue
 		}
-		return r.finish(s, err)
+		return r.checkAlive(r.finish(s, err))
 	}
 	r.out.Status = Pass
-	return r.out
+	return r.checkAlive(r.out)
+}
+
+// crashSettle is how long after a case a daemon that answered is watched
+// for an exit before the case is taken to have left it alive.
+const crashSettle = 100 * time.Millisecond
+
+// splitAddr parses -addr: 127.0.0.1:PORT, [::1]:PORT, localhost:PORT.
+func splitAddr(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n < 1 || n > 65535 || host == "" {
+		return "", 0, fmt.Errorf("-addr %q: want HOST:PORT, such as 127.0.0.1:4369 or [::1]:4369", addr)
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	return host, n, nil
+}
+
+// checkAlive turns the outcome of a case into a Crash when the daemon
+// died during it without the case asking for that, or no longer answers.
+func (r *runner) checkAlive(o *Outcome) *Outcome {
+	d := r.d
+	if d == nil || o.Status == Skip || r.recording || r.c.expectsExit() {
+		return o
+	}
+	r.phase("checking that the daemon still answers", r.t.Limits.start()+time.Second)
+	// The case's own connections are done with: close them first, so that
+	// a daemon serving one connection at a time can answer the probe.
+	for name, c := range r.conns {
+		c.c.Close()
+		delete(r.conns, name)
+	}
+	var why string
+	switch {
+	case d.cmd != nil && !d.detached:
+		err := d.answering(r.t.Limits.start())
+		// A daemon that is dying may still answer (a Go panic runs the
+		// deferred closes, prints its trace, then exits), and its exit
+		// takes a moment to be collected: give it that moment.
+		wait := crashSettle
+		if err != nil {
+			wait = time.Second
+		}
+		select {
+		case <-d.done:
+		case <-time.After(wait):
+		}
+		switch {
+		case d.exited() && d.killed.Load():
+			return o
+		case d.exited():
+			why = "the daemon exited during the case (" + d.exitHow + ")"
+		case err != nil:
+			why = fmt.Sprintf("the daemon is still running but no longer answers (%s probe: %v)", d.probeName(), err)
+		}
+	default:
+		// -addr mode, or a detached daemon: it can only be asked.
+		if err := d.answering(r.t.Limits.start()); err != nil {
+			why = fmt.Sprintf("the daemon at %s no longer answers (%s probe: %v)", d.addr4(), d.probeName(), err)
+		}
+	}
+	if why == "" {
+		return o
+	}
+	prev := ""
+	if o.Status != Pass {
+		prev = "; before that: " + o.Reason
+	}
+	o.Status, o.BlockedBy = Crash, ""
+	o.Reason = why + prev
+	if d.stderr != nil {
+		if s := d.stderr.String(); s != "" {
+			o.Reason += "; its output ends: " + strconv.Quote(tail(s, 600))
+		}
+	}
+	return o
 }
 
 // needsOwnDaemon says why a case cannot run against a shared, running
@@ -203,10 +478,28 @@ func (r *runner) finish(s step, err error) *Outcome {
 	}
 	r.out.Status = Fail
 	r.out.Line = src.first
+	r.out.Step = src.text
 	r.out.Reason = fmt.Sprintf("%s:%d: %s: %v", r.c.File.Name, src.first, src.text, err)
 	var f *stepFailure
 	if errors.As(err, &f) {
 		r.out.Observed = f.observed
+		r.out.Want = f.want
+	}
+	var to *errTimeout
+	if errors.As(err, &to) {
+		r.out.Status = Timeout
+	}
+	capKey := ""
+	var bl *errBlocked
+	if errors.As(err, &bl) {
+		capKey = bl.cap
+	} else if f != nil {
+		capKey = f.cap
+	}
+	if capKey != "" && r.out.Status == Fail && !r.c.about(capKey) {
+		r.out.Status = Blocked
+		r.out.BlockedBy = capKey
+		r.out.Reason = "blocked by " + CapabilityTitle(capKey) + ": " + r.out.Reason
 	}
 	if r.d != nil && r.d.stderr != nil {
 		if s := r.d.stderr.String(); s != "" {
@@ -228,6 +521,8 @@ func indent(s string) string {
 }
 
 func (r *runner) logf(format string, args ...any) {
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
 	r.out.Transcript = append(r.out.Transcript, fmt.Sprintf(format, args...))
 }
 
@@ -236,6 +531,7 @@ func (r *runner) cleanup() {
 		c.c.Close()
 	}
 	if r.d != nil && r.d.cmd != nil {
+		r.phase("stopping the daemon", 2*stopWait)
 		r.d.stop()
 	}
 }
@@ -255,7 +551,7 @@ func (r *runner) exec(s step) error {
 		if old := r.conns[s.conn]; old != nil {
 			old.c.Close()
 		}
-		network, addr := "tcp4", r.d.addr4()
+		network, addr := "tcp", r.d.addr4()
 		if s.ipv6 {
 			if !HaveIPv6() {
 				return &errSkip{"IPv6 loopback ::1 is not available"}
@@ -264,8 +560,12 @@ func (r *runner) exec(s step) error {
 		}
 		c, err := net.DialTimeout(network, addr, 3*time.Second)
 		if err != nil {
+			if s.ipv6 {
+				return &errBlocked{"ipv6", err}
+			}
 			return err
 		}
+		r.watchConn(c)
 		r.conns[s.conn] = &sconn{c: c}
 		r.logf("%d: %s", src.first, src.text)
 	case *sendStep:
@@ -387,6 +687,7 @@ func (r *runner) exec(s step) error {
 				return &stepFailure{
 					msg:      fmt.Sprintf("daemon output does not match within %v; output: %q", s.within, tail(r.d.stderr.String(), 2000)),
 					observed: fmt.Sprintf("output %q", tail(r.d.stderr.String(), 500)),
+					cap:      "log",
 				}
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -520,6 +821,7 @@ func (r *runner) expectBytes(s *expectBytesStep) error {
 	f := &stepFailure{
 		msg:      fmt.Sprintf("want %d bytes %s; got %s", len(want), hexdump(want), describe(got, st, rerr, s.within)),
 		observed: describe(got, st, rerr, s.within),
+		want:     fmt.Sprintf("%d bytes %s", len(want), hexdump(want)),
 	}
 	within := ""
 	if s.within != defaultWithin {
@@ -552,6 +854,7 @@ func (r *runner) expectClosed(s *expectClosedStep) error {
 	f := &stepFailure{
 		msg:      "want the connection closed with no (more) reply; got " + describe(got, st, rerr, s.within),
 		observed: describe(got, st, rerr, s.within),
+		want:     "closed with no (more) reply",
 	}
 	if len(got) > 0 {
 		f.upd = fmt.Sprintf("expect %s bytes %s", s.conn, renderBytes(got, r.v))
@@ -581,6 +884,7 @@ func (r *runner) expectOpen(s *expectOpenStep) error {
 	f := &stepFailure{
 		msg:      fmt.Sprintf("want the connection open and silent for %v; got %s", s.dur, describe(got, st, rerr, s.dur)),
 		observed: describe(got, st, rerr, s.dur),
+		want:     fmt.Sprintf("open and silent for %v", s.dur),
 	}
 	if len(got) > 0 {
 		f.upd = fmt.Sprintf("expect %s bytes %s", s.conn, renderBytes(got, r.v))
@@ -608,6 +912,17 @@ func (r *runner) expectAlive2(s *expectAlive2Step) error {
 		f := &stepFailure{
 			msg:      msg + "; got " + describe(got, st, rerr, defaultWithin),
 			observed: describe(got, st, rerr, defaultWithin),
+			want:     strings.TrimPrefix(msg, "want "),
+		}
+		// A registration the script expects to succeed that gets the
+		// other reply form, or no reply at all, shows a missing capability.
+		if res, err := s.result.eval(r.v); err == nil && res == 0 {
+			switch {
+			case st == readFull && s.tag == 'v' && got[0] == 'y':
+				f.cap = "alive2-v"
+			case len(got) == 0 || (got[0] != 'v' && got[0] != 'y'):
+				f.cap = "alive2"
+			}
 		}
 		switch {
 		case st == readFull && (got[0] == 'v' || got[0] == 'y'):
@@ -710,9 +1025,12 @@ func (cr creationRule) check(c uint32, tag byte, v vars) (bool, string) {
 
 // request opens a fresh connection, sends one frame and reads to the end.
 func (r *runner) request(body []byte) ([]byte, error) {
-	c, err := net.DialTimeout("tcp4", r.d.addr4(), 3*time.Second)
+	c, err := net.DialTimeout("tcp", r.d.addr4(), 3*time.Second)
 	if err != nil {
 		return nil, err
+	}
+	if r.w != nil {
+		r.watchConn(c)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(defaultWithin))
@@ -766,7 +1084,7 @@ func (r *runner) expectNames(s *expectNamesStep) error {
 	}
 	got, err := r.request([]byte{'n'})
 	if err != nil {
-		return &stepFailure{msg: "NAMES: " + err.Error(), observed: err.Error()}
+		return &stepFailure{msg: "NAMES: " + err.Error(), observed: err.Error(), cap: "names"}
 	}
 	if bytes.Equal(got, want) {
 		r.logf("%d: %s -> ok", s.src.first, s.src.text)
@@ -775,8 +1093,12 @@ func (r *runner) expectNames(s *expectNamesStep) error {
 	f := &stepFailure{
 		msg:      fmt.Sprintf("NAMES reply %s, want %s", hexdump(got), hexdump(want)),
 		observed: "NAMES reply " + hexdump(got),
+		want:     "NAMES reply " + hexdump(want),
 	}
 	var resp wire.NamesResp
+	if len(got) < 4 || resp.UnmarshalBinary(got) != nil {
+		f.cap = "names"
+	}
 	if resp.UnmarshalBinary(got) == nil && int64(resp.Port) == r.v["port"] {
 		var b bytes.Buffer
 		b.WriteString("expect names")
@@ -793,7 +1115,7 @@ func (r *runner) expectNames(s *expectNamesStep) error {
 func (r *runner) expectDump(s *expectDumpStep) error {
 	got, err := r.request([]byte{'d'})
 	if err != nil {
-		return &stepFailure{msg: "DUMP: " + err.Error(), observed: err.Error()}
+		return &stepFailure{msg: "DUMP: " + err.Error(), observed: err.Error(), cap: "dump"}
 	}
 	var resp wire.DumpResp
 	perr := resp.UnmarshalBinary(got)
@@ -805,7 +1127,7 @@ func (r *runner) expectDump(s *expectDumpStep) error {
 		}
 	}
 	if perr != nil {
-		return &stepFailure{msg: fmt.Sprintf("DUMP reply %s: %v", hexdump(got), perr), observed: "DUMP reply " + hexdump(got)}
+		return &stepFailure{msg: fmt.Sprintf("DUMP reply %s: %v", hexdump(got), perr), observed: "DUMP reply " + hexdump(got), cap: "dump"}
 	}
 	type entry struct {
 		old bool
@@ -887,9 +1209,6 @@ func (r *runner) expectDump(s *expectDumpStep) error {
 }
 
 func (r *runner) run(s *runStep) error {
-	if r.t.Path == "" {
-		return &errSkip{"no epmd binary to run"}
-	}
 	var args, env []string
 	for _, a := range s.args {
 		x, err := a.eval(r.v)
@@ -905,24 +1224,35 @@ func (r *runner) run(s *runStep) error {
 		}
 		env = append(env, e.name+"="+x)
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+	argv, err := r.t.cliCommand(args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, cliLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.t.Path, args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = r.t.Dir
 	cmd.Env = cleanEnv(env)
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := startTracked(cmd)
+	ownGroup(cmd)
+	cmd.Cancel = func() error { killGroup(cmd); return nil }
+	cmd.WaitDelay = 2 * time.Second
+	err = startTracked(cmd)
 	if err == nil {
 		err = waitTracked(cmd)
 	}
 	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		return err
+	if err != nil && !errors.As(err, &ee) && !errors.Is(err, exec.ErrWaitDelay) {
+		return &errBlocked{"cli", err}
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("epmd %s did not finish within 10s", strings.Join(args, " "))
+		// A daemon-only binary started as a client serves instead of
+		// answering: the CLI is missing.
+		return &errBlocked{"cli", &errTimeout{fmt.Sprintf("%s to finish, for %v; stdout %q, stderr %q",
+			strings.Join(argv, " "), cliLimit, tail(stdout.String(), 300), tail(stderr.String(), 300))}}
 	}
-	r.last = &cliResult{stdout: stdout.Bytes(), stderr: stderr.Bytes(), code: cmd.ProcessState.ExitCode(), args: args}
+	r.last = &cliResult{stdout: []byte(stdout.String()), stderr: []byte(stderr.String()), code: cmd.ProcessState.ExitCode(), args: args}
 	r.logf("%d: %s -> exit %d, stdout %q, stderr %q", s.src.first, s.src.text, r.last.code, tail(stdout.String(), 300), tail(stderr.String(), 300))
 	return nil
 }
@@ -935,7 +1265,7 @@ func (r *runner) expectOutput(s *expectOutputStep) error {
 	if s.stream == "stderr" {
 		got = r.last.stderr
 	}
-	f := &stepFailure{observed: fmt.Sprintf("%s %s", s.stream, hexdump(got))}
+	f := &stepFailure{observed: fmt.Sprintf("%s %q", s.stream, got)}
 	if len(got) == 0 {
 		f.upd = fmt.Sprintf("expect %s", s.stream)
 	} else {
@@ -968,7 +1298,8 @@ func (r *runner) expectOutput(s *expectOutputStep) error {
 			r.logf("%d: %s -> golden file re-recorded", s.src.first, s.src.text)
 			return nil
 		}
-		f.msg = fmt.Sprintf("%s differs from golden file %s: got %s, want %s", s.stream, s.file, hexdump(got), hexdump(want))
+		f.msg = fmt.Sprintf("%s differs from golden file %s: got %q, want %q", s.stream, s.file, got, want)
+		f.want = fmt.Sprintf("%s %q", s.stream, want)
 		f.upd = ""
 		return f
 	}
@@ -980,7 +1311,8 @@ func (r *runner) expectOutput(s *expectOutputStep) error {
 		r.logf("%d: %s -> ok", s.src.first, s.src.text)
 		return nil
 	}
-	f.msg = fmt.Sprintf("%s %s, want %s", s.stream, hexdump(got), hexdump(want))
+	f.msg = fmt.Sprintf("%s %q, want %q", s.stream, got, want)
+	f.want = fmt.Sprintf("%s %q", s.stream, want)
 	return f
 }
 

@@ -32,7 +32,8 @@ type Case struct {
 
 	daemon   *daemonStep
 	steps    []step
-	usesFree bool // refers to $free, a second free port
+	usesFree bool     // refers to $free, a second free port
+	needs    []string // capabilities the case needs (see Capabilities)
 }
 
 // Steps are the executable lines of a case.
@@ -239,7 +240,7 @@ func ParseFile(name, text string) (*File, error) {
 	seen := map[string]bool{}
 	for _, l := range lines {
 		if l.toks[0] == "case" {
-			if l.only != "" || len(l.toks) != 2 || !connRE.MatchString(l.toks[1]) {
+			if !l.cond.empty() || len(l.toks) != 2 || !connRE.MatchString(l.toks[1]) {
 				return nil, fmt.Errorf("%s:%d: want: case NAME", name, l.first)
 			}
 			cur = &Case{Name: base + "/" + l.toks[1], File: f, Line: l.first}
@@ -265,6 +266,7 @@ func ParseFile(name, text string) (*File, error) {
 		if c.daemon == nil {
 			return nil, fmt.Errorf("%s:%d: case %s has no daemon line", name, c.Line, c.Name)
 		}
+		c.computeNeeds()
 		if why := c.needsOwnDaemon(); c.Shared && why != "" {
 			return nil, fmt.Errorf("%s:%d: case %s is marked shared but %s", name, c.Line, c.Name, why)
 		}
@@ -275,7 +277,7 @@ func ParseFile(name, text string) (*File, error) {
 func (c *Case) addLine(l srcLine) error {
 	t := l.toks
 	if t[0] == "difference" {
-		if len(t) != 2 || l.only != "" {
+		if len(t) != 2 || !l.cond.empty() {
 			return fmt.Errorf("want: difference N")
 		}
 		n, err := strconv.Atoi(t[1])
@@ -286,7 +288,7 @@ func (c *Case) addLine(l srcLine) error {
 		return nil
 	}
 	if t[0] == "shared" {
-		if len(t) != 1 || l.only != "" {
+		if len(t) != 1 || !l.cond.empty() {
 			return fmt.Errorf("want: shared")
 		}
 		c.Shared = true
@@ -300,8 +302,8 @@ func (c *Case) addLine(l srcLine) error {
 		c.usesFree = true
 	}
 	if d, ok := s.(*daemonStep); ok {
-		if c.daemon != nil || len(c.steps) > 0 || l.only != "" {
-			return fmt.Errorf("the daemon line must come once, before every other step, without [stock]/[gopmd]")
+		if c.daemon != nil || len(c.steps) > 0 || !l.cond.empty() {
+			return fmt.Errorf("the daemon line must come once, before every other step, without a condition")
 		}
 		c.daemon = d
 		return nil

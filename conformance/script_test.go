@@ -93,7 +93,7 @@ func TestParseErrors(t *testing.T) {
 		{"case a\ndaemon\ncase a\ndaemon\n", "defined twice"},
 		{"case a\nopen c\n", "before the daemon line"},
 		{"case a\ncase b\ndaemon\n", "no daemon line"},
-		{"daemon\n[gopmd]\n", "prefix without a step"},
+		{"daemon\n[gopmd]\n", "without a step"},
 	} {
 		_, err := ParseFile("x.txt", c.src)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -132,7 +132,7 @@ daemon ERL_EPMD_RELAXED_COMMAND_CHECK= -port 70000
 	if got, _ := one.steps[1].(*sendStep).data.eval(nil); string(got) != "a # not a comment\x00" {
 		t.Errorf("send data %q", got)
 	}
-	if one.steps[2].pos().only != Stock || one.steps[3].pos().only != Gopmd {
+	if one.steps[2].pos().cond.flavour != Stock || one.steps[3].pos().cond.flavour != Gopmd {
 		t.Error("[stock]/[gopmd] prefixes not recorded")
 	}
 	two := f.Cases[1].daemon

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -18,23 +19,31 @@ type Config struct {
 	// runs against it, and a case fails only where the two differ in a
 	// way the script does not allow for.
 	Reference Target
-	// Run selects cases by name (nil: all).
-	Run *regexp.Regexp
-	// Parallel is how many cases run at once (default 8; 1 against Addr).
+	// Run selects cases by name (nil: all); Skip leaves out the cases
+	// whose name it matches.
+	Run, Skip *regexp.Regexp
+	// Parallel is how many cases run at once (default: the number of
+	// CPUs; 1 against Addr).
 	Parallel int
 	// Goldens holds the golden files scripts refer to (the testdata
 	// directory); nil if none.
 	Goldens fs.FS
+	// Expected are the differences the target is known to have (an
+	// expected-differences file): a matching case that fails is a DIFF.
+	Expected []Expected
 }
 
 // Verdict is a case's line in the report.
 type Verdict string
 
 const (
-	VerdictPass Verdict = "PASS"
-	VerdictFail Verdict = "FAIL"
-	VerdictDiff Verdict = "DIFF" // passes, showing a documented difference
-	VerdictSkip Verdict = "SKIP"
+	VerdictPass    Verdict = "PASS"
+	VerdictFail    Verdict = "FAIL"
+	VerdictDiff    Verdict = "DIFF" // passes, showing a documented difference
+	VerdictSkip    Verdict = "SKIP"
+	VerdictCrash   Verdict = "CRASH"
+	VerdictBlocked Verdict = "BLOCKED"
+	VerdictTimeout Verdict = "TIMEOUT"
 )
 
 // Result is the outcome of a case against the target (and the reference).
@@ -42,6 +51,14 @@ type Result struct {
 	Case    *Case
 	Verdict Verdict
 	Reason  string
+	// BlockedBy is the capability a BLOCKED case failed on.
+	BlockedBy string
+	// Expected is the expected-differences line that made a failure a
+	// DIFF (nil if none).
+	Expected *Expected
+	// NotRun says the case did not run because the run stopped before
+	// it: the daemon at -addr stopped answering, or the run's time limit.
+	NotRun bool
 	// Target and Reference are the single-daemon outcomes (Reference is
 	// nil without a reference).
 	Target, Reference *Outcome
@@ -51,6 +68,9 @@ type Result struct {
 func (r *Result) Line() string {
 	switch r.Verdict {
 	case VerdictDiff:
+		if r.Expected != nil {
+			return fmt.Sprintf("DIFF %s (expected: %s)", r.Case.Name, r.Expected.Reason)
+		}
 		return fmt.Sprintf("DIFF %s (expected: differences.md #%d)", r.Case.Name, r.Case.Difference)
 	case VerdictPass:
 		return "PASS " + r.Case.Name
@@ -58,29 +78,72 @@ func (r *Result) Line() string {
 	return fmt.Sprintf("%s %s: %s", r.Verdict, r.Case.Name, r.Reason)
 }
 
-// Summary counts results: DIFF counts as passed.
-func Summary(rs []*Result) (passed, failed, skipped int) {
-	for _, r := range rs {
-		switch r.Verdict {
-		case VerdictPass, VerdictDiff:
-			passed++
-		case VerdictFail:
-			failed++
-		default:
-			skipped++
-		}
-	}
-	return
+// Counts are a suite run's totals by verdict.
+type Counts struct {
+	Passed, Diff, Failed, Skipped, Crashed, Blocked, TimedOut int
+	// ByCapability counts the BLOCKED cases by the capability that
+	// blocked them.
+	ByCapability map[string]int
 }
 
-// Select returns the cases whose names match re (all if re is nil).
-func Select(cases []*Case, re *regexp.Regexp) []*Case {
-	if re == nil {
-		return cases
+// OK reports whether the run passed: nothing failed, crashed, was
+// blocked or timed out.
+func (c Counts) OK() bool { return c.Failed+c.Crashed+c.Blocked+c.TimedOut == 0 }
+
+// Line is the summary line: "N passed, N failed, N skipped", with the
+// other statuses added when there are any. DIFF counts as passed.
+func (c Counts) Line() string {
+	s := fmt.Sprintf("%d passed, %d failed", c.Passed+c.Diff, c.Failed)
+	if c.Crashed > 0 {
+		s += fmt.Sprintf(", %d crashed", c.Crashed)
 	}
+	if c.Blocked > 0 {
+		s += fmt.Sprintf(", %d blocked", c.Blocked)
+	}
+	if c.TimedOut > 0 {
+		s += fmt.Sprintf(", %d timed out", c.TimedOut)
+	}
+	return s + fmt.Sprintf(", %d skipped", c.Skipped)
+}
+
+// Count totals the results.
+func Count(rs []*Result) Counts {
+	c := Counts{ByCapability: map[string]int{}}
+	for _, r := range rs {
+		switch r.Verdict {
+		case VerdictPass:
+			c.Passed++
+		case VerdictDiff:
+			c.Diff++
+		case VerdictFail:
+			c.Failed++
+		case VerdictCrash:
+			c.Crashed++
+		case VerdictBlocked:
+			c.Blocked++
+			c.ByCapability[r.BlockedBy]++
+		case VerdictTimeout:
+			c.TimedOut++
+		default:
+			c.Skipped++
+		}
+	}
+	return c
+}
+
+// Summary counts results: DIFF counts as passed; CRASH, BLOCKED and
+// TIMEOUT count as failed.
+func Summary(rs []*Result) (passed, failed, skipped int) {
+	c := Count(rs)
+	return c.Passed + c.Diff, c.Failed + c.Crashed + c.Blocked + c.TimedOut, c.Skipped
+}
+
+// Select returns the cases whose names match run and not skip (either
+// may be nil).
+func Select(cases []*Case, run, skip *regexp.Regexp) []*Case {
 	var out []*Case
 	for _, c := range cases {
-		if re.MatchString(c.Name) {
+		if (run == nil || run.MatchString(c.Name)) && (skip == nil || !skip.MatchString(c.Name)) {
 			out = append(out, c)
 		}
 	}
@@ -94,29 +157,71 @@ func (cfg *Config) goldens() func(string) ([]byte, error) {
 	return func(name string) ([]byte, error) { return fs.ReadFile(cfg.Goldens, name) }
 }
 
-// RunSuite runs the cases and calls report for each result, in case order,
-// as soon as it and every case before it are done.
-func RunSuite(ctx context.Context, cfg Config, cases []*Case, report func(*Result)) []*Result {
-	cases = Select(cases, cfg.Run)
-	par := cfg.Parallel
-	if par <= 0 {
-		par = 8
-	}
+func (cfg *Config) parallel() int {
 	if cfg.Target.Addr != "" {
-		par = 1 // cases share the daemon's registry
+		return 1 // cases share the daemon's registry
 	}
+	if cfg.Parallel > 0 {
+		return cfg.Parallel
+	}
+	return runtime.NumCPU()
+}
+
+// RunSuite runs the cases and calls report for each result, in case order,
+// as soon as it and every case before it are done. When ctx ends (the
+// run's time limit), the cases still running end as TIMEOUT and the ones
+// not started are reported as not run. Against a running daemon (-addr),
+// the daemon is checked before every case, and the run stops when it no
+// longer answers.
+func RunSuite(ctx context.Context, cfg Config, cases []*Case, report func(*Result)) []*Result {
+	cases = Select(cases, cfg.Run, cfg.Skip)
 	results := make([]*Result, len(cases))
 	ready := make([]chan struct{}, len(cases))
 	for i := range ready {
 		ready[i] = make(chan struct{})
 	}
-	sem := make(chan struct{}, par)
+	var (
+		haltMu sync.Mutex
+		halt   string
+	)
+	sem := make(chan struct{}, cfg.parallel())
 	for i, c := range cases {
 		go func() {
-			sem <- struct{}{}
+			defer close(ready[i])
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				results[i] = notRun(c, runLimitWhy, VerdictTimeout)
+				return
+			}
 			defer func() { <-sem }()
+			haltMu.Lock()
+			why := halt
+			haltMu.Unlock()
+			if why == "" && ctx.Err() != nil {
+				results[i] = notRun(c, runLimitWhy, VerdictTimeout)
+				return
+			}
+			if why == "" && cfg.Target.Addr != "" && c.Shared {
+				if err := addrAnswering(cfg.Target); err != nil {
+					why = fmt.Sprintf("the daemon at %s does not answer (%v)", cfg.Target.Addr, err)
+				}
+			}
+			if why != "" {
+				haltMu.Lock()
+				if halt == "" {
+					halt = why
+				}
+				haltMu.Unlock()
+				results[i] = notRun(c, why, VerdictSkip)
+				return
+			}
 			results[i] = RunOne(ctx, cfg, c)
-			close(ready[i])
+			if cfg.Target.Addr != "" && results[i].Verdict == VerdictCrash {
+				haltMu.Lock()
+				halt = fmt.Sprintf("the daemon at %s stopped answering during %s", cfg.Target.Addr, c.Name)
+				haltMu.Unlock()
+			}
 		}()
 	}
 	for i := range cases {
@@ -126,6 +231,42 @@ func RunSuite(ctx context.Context, cfg Config, cases []*Case, report func(*Resul
 		}
 	}
 	return results
+}
+
+// runLimitWhy is why a case did not start.
+const runLimitWhy = "the run's time limit ran out before the case started"
+
+// notRun is the result of a case the run did not get to: TIMEOUT when the
+// run's time limit ran out first, SKIP when the daemon at -addr stopped
+// answering (the run itself then fails: see Halted).
+func notRun(c *Case, why string, v Verdict) *Result {
+	st := Skip
+	if v == VerdictTimeout {
+		st = Timeout
+	}
+	return &Result{Case: c, Verdict: v, NotRun: true, Reason: "not run: " + why,
+		Target: &Outcome{Status: st, Reason: why}}
+}
+
+// Halted says why a run against a running daemon (-addr) stopped before
+// its end ("" if it did not): the daemon stopped answering.
+func Halted(rs []*Result) string {
+	for _, r := range rs {
+		if r.NotRun && r.Verdict == VerdictSkip {
+			return r.Target.Reason
+		}
+	}
+	return ""
+}
+
+// addrAnswering checks that the daemon at t.Addr answers the probe.
+func addrAnswering(t Target) error {
+	host, port, err := splitAddr(t.Addr)
+	if err != nil {
+		return err
+	}
+	d := &daemonProc{host: host, port: port, dialPort: port, probe: t.Probe}
+	return d.answering(t.Limits.start())
 }
 
 // RunOne runs one case against the target, and against the reference too
@@ -150,22 +291,31 @@ func judge(res *Result, cfg Config) {
 	t, ref := res.Target, res.Reference
 	c := res.Case
 	switch {
-	case ref != nil && ref.Status == Fail:
+	case ref != nil && ref.Status != Pass && ref.Status != Skip:
 		// The script no longer describes the stock daemon: that is a
 		// broken case, whatever the target did.
 		res.Verdict = VerdictFail
-		res.Reason = "the reference (stock) epmd does not pass this script: " + ref.Reason
-		if t.Status == Fail {
+		res.Reason = fmt.Sprintf("the reference (stock) epmd does not pass this script (%s): %s", ref.Status, ref.Reason)
+		if t.Status != Pass && t.Status != Skip {
 			res.Reason += "; target: " + t.Reason
 		}
 	case t.Status == Skip:
 		res.Verdict, res.Reason = VerdictSkip, t.Reason
+	case t.Status == Fail && expectedFor(cfg.Expected, c.Name) != nil:
+		res.Verdict, res.Expected = VerdictDiff, expectedFor(cfg.Expected, c.Name)
+		res.Reason = t.Reason
 	case t.Status == Fail:
 		res.Verdict = VerdictFail
 		res.Reason = t.Reason
 		if ref != nil && ref.Status == Pass {
-			res.Reason += fmt.Sprintf(" [stock epmd passes this case: a difference not in docs/differences.md]")
+			res.Reason += " [stock epmd passes this case: a difference not in docs/differences.md]"
 		}
+	case t.Status == Crash:
+		res.Verdict, res.Reason = VerdictCrash, t.Reason
+	case t.Status == Blocked:
+		res.Verdict, res.Reason, res.BlockedBy = VerdictBlocked, t.Reason, t.BlockedBy
+	case t.Status == Timeout:
+		res.Verdict, res.Reason = VerdictTimeout, t.Reason
 	case c.Difference > 0 && cfg.Target.Flavour == Gopmd:
 		res.Verdict = VerdictDiff
 	default:
@@ -191,11 +341,7 @@ func Update(ctx context.Context, stock Target, files []*File, cfg Config) (scrip
 			}
 		}
 	}
-	par := cfg.Parallel
-	if par <= 0 {
-		par = 8
-	}
-	sem := make(chan struct{}, par)
+	sem := make(chan struct{}, cfg.parallel())
 	var wg sync.WaitGroup
 	for _, j := range jobs {
 		wg.Add(1)
@@ -234,7 +380,8 @@ func Update(ctx context.Context, stock Target, files []*File, cfg Config) (scrip
 }
 
 // applyUpdates replaces the given physical line ranges, keeping each
-// line's indentation, [stock] prefix and trailing comment.
+// line's indentation, condition prefix ([stock], [otp>=27]) and trailing
+// comment.
 func applyUpdates(text string, ups []update) string {
 	lines := strings.Split(text, "\n")
 	sort.Slice(ups, func(i, j int) bool { return ups[i].first > ups[j].first })
@@ -242,12 +389,8 @@ func applyUpdates(text string, ups []update) string {
 		firstLine := lines[u.first-1]
 		ind := firstLine[:len(firstLine)-len(strings.TrimLeft(firstLine, " \t"))]
 		prefix := ""
-		trimmed := strings.TrimLeft(firstLine, " \t")
-		for _, p := range []string{"[stock] ", "[stock]"} {
-			if strings.HasPrefix(trimmed, p) {
-				prefix = "[stock] "
-				break
-			}
+		if c, _, err := cutConditions(strings.TrimLeft(stripComment(firstLine), " \t")); err == nil && c.text != "" {
+			prefix = c.text + " "
 		}
 		comment := ""
 		lastLine := lines[u.last-1]
