@@ -150,13 +150,15 @@ fuzz-smoke:
 # module, found by scripts/fuzz-ci (each func FuzzXxx(*testing.F) in any
 # package's tests), fuzzed for the count of executions its line in
 # scripts/fuzz-ci/budgets.txt gives (about a minute each here; a target
-# with no line is sized by a short calibration run). One line per run;
+# with no line is sized by a short calibration run). FuzzDifferential runs
+# once against OTP 25's stock epmd and once against OTP 29's (make
+# oracles fetches it). One line per run;
 # fails on any failure, whose input go test writes to testdata/fuzz/.
 # FUZZ_CI_FLAGS passes more flags, e.g. -scale 0.1 for a quick look or
 # -targets Differential for some targets only.
 .PHONY: fuzz-ci fuzz-promote props-ci
 FUZZ_CI_FLAGS ?=
-fuzz-ci: erlang
+fuzz-ci: erlang oracles
 	$(GO) build -o $(BIN)/fuzz-ci ./scripts/fuzz-ci
 	GO='$(GO)' $(BIN)/fuzz-ci run $(FUZZ_CI_FLAGS)
 
