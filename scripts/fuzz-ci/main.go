@@ -175,16 +175,18 @@ func cmdRun(name string, args []string) error {
 	begin := time.Now()
 	failed := 0
 	var execs int64
+	var cpu time.Duration
 	for _, j := range jobs {
 		s := cfg.runJob(j)
 		cfg.report(s)
 		execs += s.execs
+		cpu += s.cpu
 		if s.err != nil {
 			failed++
 		}
 	}
-	fmt.Printf("fuzz-ci: %d runs, %d failed, %d executions in %s, load average %s\n",
-		len(jobs), failed, execs, time.Since(begin).Round(time.Second), loadAvg())
+	fmt.Printf("fuzz-ci: %d runs, %d failed, %d executions in %s (CPU %s), load average %s\n",
+		len(jobs), failed, execs, time.Since(begin).Round(time.Second), cpu.Round(time.Second), loadAvg())
 	if failed > 0 {
 		return fmt.Errorf("%d of %d runs failed", failed, len(jobs))
 	}

@@ -40,6 +40,7 @@ type runResult struct {
 	want     int64         // -fuzztime=<want>x
 	wall     time.Duration // the whole go test, build and baseline included
 	fuzzing  time.Duration // from the end of the baseline run to the exit
+	cpu      time.Duration // user + system time of go test and every process it waited for
 	output   []byte
 	err      error // set when the run failed
 	capped   bool
@@ -118,6 +119,12 @@ func (c *runConfig) fuzzOnce(t target, env []string, execs int64) runResult {
 		res.fuzzing = end.Sub(started)
 	}
 	res.output = buf.Bytes()
+	if cmd.ProcessState != nil {
+		// wait4's usage covers the waited-for descendants too (the
+		// test binary, the fuzz workers, the daemons they ran), as
+		// /usr/bin/time reports it.
+		res.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
 	var ee *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
@@ -162,6 +169,7 @@ type jobSummary struct {
 	execs   int64
 	wall    time.Duration
 	fuzzing time.Duration
+	cpu     time.Duration
 	newIn   int
 	cache   [2]int // files in the cache before and after
 	err     error
@@ -175,6 +183,7 @@ func (c *runConfig) runJob(j job) jobSummary {
 		s.execs += r.stats.Execs
 		s.wall += r.wall
 		s.fuzzing += r.fuzzing
+		s.cpu += r.cpu
 		s.newIn += r.stats.NewInputs
 		if r.err != nil && s.err == nil {
 			s.err = r.err
@@ -209,9 +218,9 @@ func (c *runConfig) report(s jobSummary) {
 		status = "FAIL"
 	}
 	rate := float64(s.execs) / math.Max(s.fuzzing.Seconds(), 0.001)
-	line := fmt.Sprintf("fuzz-ci: %s %s: %d execs, %s fuzzing (%s in all, %.0f/s), %d new interesting, cache %d -> %d",
+	line := fmt.Sprintf("fuzz-ci: %s %s: %d execs, %s fuzzing (%s in all, %.0f/s, CPU %s), %d new interesting, cache %d -> %d",
 		status, s.j.label(), s.execs, s.fuzzing.Round(time.Second), s.wall.Round(time.Second), rate,
-		s.newIn, s.cache[0], s.cache[1])
+		s.cpu.Round(time.Second), s.newIn, s.cache[0], s.cache[1])
 	if s.j.line == 0 {
 		line += fmt.Sprintf("; no budget line, sized by calibration (%.0f/s: %v is %d executions)",
 			rate, c.calibrateTime, int64(rate*c.calibrateTime.Seconds()))
