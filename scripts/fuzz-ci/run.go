@@ -210,6 +210,9 @@ func scaled(n int64, f float64) int64 {
 	return max(1, int64(math.Round(float64(n)*f)))
 }
 
+// maxReproducerLog bounds the part of a failing input printed in the log.
+const maxReproducerLog = 64 << 10
+
 // report writes the one line of a job, and, when it failed, where the
 // reproducer is and the output of the failed run.
 func (c *runConfig) report(s jobSummary) {
@@ -234,6 +237,19 @@ func (c *runConfig) report(s jobSummary) {
 	if r := last.stats.Reproducer; r != "" {
 		fmt.Fprintf(c.out, "fuzz-ci:      reproducer: %s (commit it with a regression test; rerun: go test -run='^%s$/%s$' %s)\n",
 			filepath.ToSlash(filepath.Join(s.j.t.Pkg.Rel, r)), s.j.t.Name, filepath.Base(r), s.j.t.Pkg.Rel)
+		// The file is gone with CI's checkout: its text (go test's
+		// corpus format) goes into the log, to be saved under that name.
+		if b, err := os.ReadFile(filepath.Join(s.j.t.Pkg.Dir, r)); err == nil {
+			if len(b) > maxReproducerLog {
+				fmt.Fprintf(c.out, "fuzz-ci:      its first %d of %d bytes:\n", maxReproducerLog, len(b))
+				b = b[:maxReproducerLog]
+			} else {
+				fmt.Fprintln(c.out, "fuzz-ci:      its content:")
+			}
+			for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+				fmt.Fprintln(c.out, "    "+l)
+			}
+		}
 	}
 	if !c.verbose {
 		fmt.Fprintln(c.out, "fuzz-ci:      output of the failed run:")
