@@ -17,7 +17,7 @@ OTP_ROOT ?=
 # `make test` this variable turns those skips into failures.
 export GOPMD_REQUIRE_ERLANG ?= 1
 
-.PHONY: oracles all build run test verify fmt-check vet tidy-check fsm-purity erlang conformance fuzz fuzz-smoke cover clean epmd-bin install uninstall install-otp uninstall-otp
+.PHONY: oracles all build run test verify fmt-check vet tidy-check fsm-purity erlang conformance fuzz fuzz-smoke cover clean epmd-bin install uninstall install-otp uninstall-otp deb deb-test
 
 all: build
 
@@ -45,7 +45,11 @@ uninstall:
 # OTP_ROOT (each erts-*/bin/epmd, and bin/epmd when it is a file rather than
 # the usual symlink), so that erl starts gopmd. The stock binary is kept
 # next to it as epmd.stock, never overwritten: running install-otp again
-# only updates gopmd. uninstall-otp puts the stock binaries back.
+# only updates gopmd. uninstall-otp puts the stock binaries back. It warns
+# about a binary that dpkg says a package owns (use the Debian package
+# there: make deb), and about scripts (bin/erl, erts-*/bin/erl of a copied
+# installation) whose ROOTDIR names another installation, whose epmd their
+# nodes would start.
 # See docs/drop-in.md.
 install-otp: epmd-bin
 	@test -n '$(OTP_ROOT)' || { echo "install-otp: set OTP_ROOT, e.g. make install-otp OTP_ROOT=/usr/lib/erlang"; exit 1; }
@@ -53,6 +57,9 @@ install-otp: epmd-bin
 	for d in '$(OTP_ROOT)'/erts-*/bin '$(OTP_ROOT)/bin'; do \
 		if [ "$$d" = '$(OTP_ROOT)/bin' ] && [ -L "$$d/epmd" ]; then continue; fi; \
 		if [ ! -e "$$d/epmd" ] && [ ! -L "$$d/epmd" ]; then continue; fi; \
+		if command -v dpkg >/dev/null && owner=$$(dpkg -S "$$d/epmd" 2>/dev/null); then \
+			echo "install-otp: warning: $$d/epmd belongs to a package ($${owner%%:*}): its next upgrade puts the stock epmd back; the Debian package of gopmd (make deb, docs/packaging.md) diverts it instead"; \
+		fi; \
 		if [ ! -e "$$d/epmd.stock" ] && [ ! -L "$$d/epmd.stock" ]; then \
 			mv "$$d/epmd" "$$d/epmd.stock"; \
 		elif [ -e "$$d/epmd" ] && ! "$$d/epmd" -version 2>/dev/null | grep -q '^gopmd '; then \
@@ -65,7 +72,16 @@ install-otp: epmd-bin
 		echo "$$d/epmd: gopmd $$("$$d/epmd" -version | cut -d' ' -f2), stock kept as $$d/epmd.stock"; \
 		n=$$((n+1)); \
 	done; \
-	if [ $$n = 0 ]; then echo "install-otp: no erts-*/bin/epmd under $(OTP_ROOT)"; exit 1; fi
+	if [ $$n = 0 ]; then echo "install-otp: no erts-*/bin/epmd under $(OTP_ROOT)"; exit 1; fi; \
+	root=$$(cd '$(OTP_ROOT)' && pwd -P); \
+	for s in '$(OTP_ROOT)'/bin/* '$(OTP_ROOT)'/erts-*/bin/*; do \
+		if [ -L "$$s" ] || [ ! -f "$$s" ] || [ "$$(head -c 2 "$$s")" != '#!' ]; then continue; fi; \
+		for r in $$(sed -n 's/^[[:space:]]*ROOTDIR=//p' "$$s" | tr -d "\"'" | sort -u); do \
+			case "$$r" in *'$$'*) continue ;; esac; \
+			if [ "$$(cd "$$r" 2>/dev/null && pwd -P)" = "$$root" ]; then continue; fi; \
+			echo "install-otp: warning: $$s sets ROOTDIR=$$r: nodes started with it run the epmd under $$r, not this one; see docs/drop-in.md"; \
+		done; \
+	done
 
 uninstall-otp:
 	@test -n '$(OTP_ROOT)' || { echo "uninstall-otp: set OTP_ROOT, e.g. make uninstall-otp OTP_ROOT=/usr/lib/erlang"; exit 1; }
@@ -102,14 +118,15 @@ fsm-purity:
 	@bad=$$($(GO) list -deps ./fsm ./epmd/wire ./epmd/registry | grep -E '^(net|os|time|syscall|log|log/slog)$$' || true); \
 	if [ -n "$$bad" ]; then echo "fsm, wire or registry pulls in: $$bad"; exit 1; fi
 
-# erlang makes sure the stock epmd and erl are present: installed with
-# apt-get when we are root on a Debian-like system, required otherwise.
+# erlang makes sure the stock epmd and erl, and elixir, are present:
+# installed with apt-get when we are root on a Debian-like system,
+# required otherwise.
 erlang:
-	@if command -v epmd >/dev/null && command -v erl >/dev/null; then exit 0; fi; \
+	@if command -v epmd >/dev/null && command -v erl >/dev/null && command -v elixir >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq erlang-base >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq erlang-base elixir >/dev/null; \
 	else \
-		echo "make test needs Erlang (epmd, erl): install erlang-base, or run 'GOPMD_REQUIRE_ERLANG=0 go test ./...' to skip those tests"; exit 1; \
+		echo "make test needs Erlang (epmd, erl) and Elixir: install erlang-base and elixir, or run 'GOPMD_REQUIRE_ERLANG=0 go test ./...' to skip those tests"; exit 1; \
 	fi
 
 # oracles fetches the stock epmd of OTP 27 and 29 from Debian's archive
@@ -130,6 +147,43 @@ conformance: erlang
 	echo "== stock epmd alone (self-check)"; \
 	$(BIN)/epmd-conformance -epmd $$(command -v epmd) || status=1; \
 	exit $$status
+
+# deb builds the Debian package bin/gopmd_DEB_VERSION_DEB_ARCH.deb with nfpm
+# (pinned in packaging/tools/go.mod, like go-md2man, which makes the man
+# page from docs/epmd.md), then checks it with lintian when lintian is
+# installed. DEB_VERSION is VERSION without its v, 0.1.0+3.gabcdef for the
+# third commit after v0.1.0, 0~git.abcdef before any tag. See
+# docs/packaging.md.
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+DEB_VERSION ?= $(shell sh packaging/deb/version.sh '$(VERSION)')
+DEB         := $(BIN)/gopmd_$(DEB_VERSION)_$(DEB_ARCH).deb
+GO_TOOLS    := $(GO) tool -modfile=packaging/tools/go.mod
+
+deb:
+	@rm -rf $(BIN)/deb $(BIN)/gopmd_*.deb && mkdir -p $(BIN)/deb
+	CGO_ENABLED=0 GOARCH=$(DEB_ARCH) $(GO) build -trimpath -buildmode=pie -ldflags '-s -w $(LDFLAGS)' -o $(BIN)/deb/gopmd ./cmd/epmd
+	sed -e '1s/.*/# gopmd 1 "" "gopmd $(VERSION)" "User Commands"/' \
+		-e 's/^`epmd` - /`gopmd`, `epmd` - /' \
+		-e 's/\[\([^]]*\)\](\([a-z-]*\.md\)[^)]*)/\1 (\2 in the sources)/g' \
+		docs/epmd.md | $(GO_TOOLS) go-md2man -out $(BIN)/deb/gopmd.1
+	gzip -9n $(BIN)/deb/gopmd.1
+	printf 'gopmd (%s) unstable; urgency=medium\n\n  * gopmd %s. CHANGELOG.md in the sources lists the changes.\n\n -- %s  %s\n' \
+		'$(DEB_VERSION)' '$(VERSION)' "$$(sed -n 's/^maintainer: //p' packaging/deb/nfpm.yaml)" "$$(git log -1 --format=%aD 2>/dev/null || date -R)" \
+		| gzip -9n >$(BIN)/deb/changelog.gz
+	@# The units' sandbox must stay the one of docs/systemd/epmd.service.
+	@for u in docs/systemd/epmd.service packaging/deb/gopmd.service; do \
+		grep -v '^#' $$u | sed -n '/^DynamicUser=/,/^UMask=/p' >$(BIN)/deb/sandbox.$${u##*/}; done; \
+	cmp -s $(BIN)/deb/sandbox.epmd.service $(BIN)/deb/sandbox.gopmd.service || \
+		{ echo "deb: the sandbox of packaging/deb/gopmd.service differs from docs/systemd/epmd.service"; exit 1; }
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' $(GO_TOOLS) nfpm package -f packaging/deb/nfpm.yaml -p deb -t $(DEB)
+	@if command -v lintian >/dev/null; then echo "lintian $(DEB)"; lintian --fail-on error --tag-display-limit 0 $(DEB); \
+	else echo "lintian not found: $(DEB) not checked (apt-get install lintian)"; fi
+
+# deb-test installs, upgrades and purges the package in a throwaway Debian
+# root (root, mmdebstrap and unshare needed; packaging/deb/test.sh says
+# what it checks). The root's tarball is cached in ~/.cache/gopmd/debroot.
+deb-test: deb
+	sh packaging/deb/test.sh $(DEB)
 
 FUZZ_TARGETS = $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' fuzz/*_test.go 2>/dev/null | sed 's/func //')
 
