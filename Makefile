@@ -208,6 +208,39 @@ fuzz:
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=500x
 
+# fuzz-ci is what CI runs (docs/fuzzing.md): every fuzz target of the
+# module, found by scripts/fuzz-ci (each func FuzzXxx(*testing.F) in any
+# package's tests), fuzzed for the count of executions its line in
+# scripts/fuzz-ci/budgets.txt gives (about a minute each here; a target
+# with no line is sized by a short calibration run). FuzzDifferential runs
+# once against OTP 25's stock epmd and once against OTP 29's (make
+# oracles fetches it). One line per run;
+# fails on any failure, whose input go test writes to testdata/fuzz/.
+# FUZZ_CI_FLAGS passes more flags, e.g. -scale 0.1 for a quick look or
+# -targets Differential for some targets only.
+.PHONY: fuzz-ci fuzz-promote props-ci
+FUZZ_CI_FLAGS ?=
+fuzz-ci: erlang oracles
+	$(GO) build -o $(BIN)/fuzz-ci ./scripts/fuzz-ci
+	GO='$(GO)' $(BIN)/fuzz-ci run $(FUZZ_CI_FLAGS)
+
+# fuzz-promote copies the inputs fuzzing found interesting (go test keeps
+# them in $$(go env GOCACHE)/fuzz) into the committed corpus,
+# testdata/fuzz/FuzzXxx/ next to each target, leaving out inputs already
+# there; then replays every target's corpus. Commit the new files.
+fuzz-promote:
+	$(GO) build -o $(BIN)/fuzz-ci ./scripts/fuzz-ci
+	GO='$(GO)' $(BIN)/fuzz-ci promote
+	$(GO) test -count=1 -run='^Fuzz' ./...
+
+# props-ci runs every rapid property test (a test calling rapid.Check:
+# the registry and fsm state machines among them) with PROPS_CHECKS checks
+# each instead of rapid's 100 under make test.
+PROPS_CHECKS ?= 10000
+props-ci:
+	$(GO) build -o $(BIN)/fuzz-ci ./scripts/fuzz-ci
+	GO='$(GO)' $(BIN)/fuzz-ci props -checks $(PROPS_CHECKS)
+
 cover:
 	$(GO) test -count=1 -coverprofile=coverage.out ./epmd/... ./fsm
 	$(GO) tool cover -func=coverage.out | tail -1

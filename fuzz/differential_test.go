@@ -176,12 +176,15 @@ var sideNames = [2]string{"stock", "ours"}
 
 // stockEpmdPath returns the stock epmd, like epmd/internal/testenv's
 // StockEpmd, which this package cannot import (Go's internal rule: fuzz/ is
-// outside epmd/). It skips, or fails under GOPMD_REQUIRE_ERLANG=1, when
+// outside epmd/), unless GOPMD_FUZZ_REFERENCE names another (see
+// referenceEnv). It skips, or fails under GOPMD_REQUIRE_ERLANG=1, when
 // there is none, and fails when the epmd found is gopmd.
 func stockEpmdPath(tb testing.TB) string {
 	tb.Helper()
 	p := os.Getenv("GOPMD_STOCK_EPMD")
-	if p != "" {
+	if ref := os.Getenv(referenceEnv); ref != "" {
+		p = referenceEpmd(tb, ref) // a release or a path (reference_test.go)
+	} else if p != "" {
 		// Set explicitly: a wrong path is a mistake to report, not a
 		// reason to skip.
 		if _, err := exec.LookPath(p); err != nil {

@@ -9,6 +9,7 @@
 //
 //	go test -run='^$' -fuzz='^FuzzDecodeRequest$' -fuzztime=10m ./fuzz
 //
-// or all of them in turn with make fuzz FUZZTIME=10m. docs/fuzzing.md says
-// what each target checks and how long each has run.
+// or all of them in turn with make fuzz FUZZTIME=10m; make fuzz-ci runs
+// every target of the module for its count of executions, as CI does.
+// docs/fuzzing.md says what each target checks and how long each has run.
 package fuzz
