@@ -17,7 +17,7 @@ OTP_ROOT ?=
 # `make test` this variable turns those skips into failures.
 export GOPMD_REQUIRE_ERLANG ?= 1
 
-.PHONY: all build run test verify fmt-check vet tidy-check fsm-purity erlang conformance fuzz fuzz-smoke cover clean epmd-bin install uninstall install-otp uninstall-otp
+.PHONY: oracles all build run test verify fmt-check vet tidy-check fsm-purity erlang conformance fuzz fuzz-smoke cover clean epmd-bin install uninstall install-otp uninstall-otp
 
 all: build
 
@@ -111,6 +111,12 @@ erlang:
 	else \
 		echo "make test needs Erlang (epmd, erl): install erlang-base, or run 'GOPMD_REQUIRE_ERLANG=0 go test ./...' to skip those tests"; exit 1; \
 	fi
+
+# oracles fetches the stock epmd of OTP 27 and 29 from Debian's archive
+# (nothing is installed) and prints "RELEASE PATH" for each; the OTP 25
+# oracle is the installed epmd. See scripts/otp-oracles.
+oracles:
+	@scripts/otp-oracles
 
 # conformance runs the scripted conformance suite (docs/conformance.md):
 # bin/epmd with the stock epmd as the reference, then the stock epmd alone
