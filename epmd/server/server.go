@@ -397,7 +397,7 @@ func (s *Server) run(c *conn, ev fsm.Event) (closed bool) {
 }
 
 // killMessage is what stock epmd logs, even without -d, when KILL stops it.
-const killMessage = "got KILL_REQ - terminates normal"
+const killMessage = "got EPMD_KILL_REQ - terminates normal"
 
 // step runs one fsm step under the lock and carries out the actions that
 // touch other connections while still holding it.
