@@ -60,7 +60,7 @@ type Config struct {
 	// remembered-names cap to 5, as stock epmd does.
 	Debug int
 	// PacketTimeout limits how long a request may take to arrive, counted
-	// from accept and not refreshed by each byte (the CVE-2026-42792 fix).
+	// from accept and not refreshed by each byte (docs/differences.md #1).
 	// Registered connections have no timeout. Zero means the default.
 	PacketTimeout time.Duration
 	// ProbeGrace is how long an ALIVE2 for a registered name waits, in its
