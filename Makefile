@@ -17,7 +17,7 @@ OTP_ROOT ?=
 # `make test` this variable turns those skips into failures.
 export GOPMD_REQUIRE_ERLANG ?= 1
 
-.PHONY: oracles all build run test verify fmt-check vet tidy-check fsm-purity erlang conformance fuzz fuzz-smoke cover clean epmd-bin install uninstall install-otp uninstall-otp deb deb-test
+.PHONY: oracles otp-suite all build run test verify fmt-check vet tidy-check fsm-purity erlang conformance fuzz fuzz-smoke cover clean epmd-bin install uninstall install-otp uninstall-otp deb deb-test
 
 all: build
 
@@ -98,7 +98,7 @@ uninstall-otp:
 
 # test is what CI runs: formatting, vet, the fsm purity check, then every
 # test with the race detector. It needs the stock epmd and erl (the oracle).
-test: erlang verify
+test: erlang oracles verify
 	$(GO) test -race -count=1 ./...
 
 verify: fmt-check vet fsm-purity
@@ -134,6 +134,17 @@ erlang:
 # oracle is the installed epmd. See scripts/otp-oracles.
 oracles:
 	@scripts/otp-oracles
+
+# otp-suite runs OTP's own epmd test suite (erts/epmd/test/epmd_SUITE.erl,
+# from the Debian source package of the installed Erlang) with common_test
+# against bin/epmd, then against the stock epmd as its self-check. Results
+# other than ok must be the ones scripts/otp-suite.expect lists, with their
+# reason. Needs ct_run (erlang-common-test). See docs/otp-suite.md.
+otp-suite: erlang epmd-bin
+	@status=0; \
+	scripts/otp-suite gopmd $(BIN)/epmd || status=1; \
+	scripts/otp-suite stock $$(command -v epmd) || status=1; \
+	exit $$status
 
 # conformance runs the scripted conformance suite (docs/conformance.md):
 # bin/epmd with each stock release as the reference (OTP 25, the installed

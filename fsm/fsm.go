@@ -352,17 +352,19 @@ func (c *Conn) notLocal(t wire.Tag) []Action {
 	return c.closeWith(nil, ReasonNotLocal, stockName(t)+" from non local address")
 }
 
-// stockName is the request's name in stock epmd's messages.
+// stockName is the request's name in stock epmd's messages, as OTP 29
+// writes them: DUMP, KILL and STOP with the EPMD_ prefix, ALIVE2 and PORT2
+// without (OTP 25 and 27 write every name without it; docs/epmd.md).
 func stockName(t wire.Tag) string {
 	switch t {
 	case wire.TagPortPlease2Req:
 		return "PORT2_REQ"
 	case wire.TagDumpReq:
-		return "DUMP_REQ"
+		return "EPMD_DUMP_REQ"
 	case wire.TagKillReq:
-		return "KILL_REQ"
+		return "EPMD_KILL_REQ"
 	case wire.TagStopReq:
-		return "STOP_REQ"
+		return "EPMD_STOP_REQ"
 	}
 	return "ALIVE2_REQ"
 }
@@ -389,7 +391,7 @@ func (c *Conn) malformed(err error) []Action {
 	case (t == wire.TagAlive2Req || t == wire.TagStopReq) && !c.cfg.Local:
 		return c.notLocal(t)
 	case t == wire.TagStopReq && !c.cfg.Relaxed:
-		return c.closeWith(nil, ReasonNotRelaxed, "Disallowed STOP_REQ, no relaxed_command_check")
+		return c.closeWith(nil, ReasonNotRelaxed, "Disallowed EPMD_STOP_REQ, no relaxed_command_check")
 	}
 	var detail string
 	switch {
@@ -465,7 +467,7 @@ func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
 		}
 		if !c.cfg.Relaxed && reg.Len() > 0 {
 			return c.becomeClosed([]Action{
-				Refusal{Reason: ReasonKillRefused, Detail: "Disallowed KILL_REQ, live nodes"},
+				Refusal{Reason: ReasonKillRefused, Detail: "Disallowed EPMD_KILL_REQ, live nodes"},
 				Send{&wire.KillResp{OK: false}},
 			}, ReasonDone)
 		}
@@ -477,7 +479,7 @@ func (c *Conn) execute(reg *registry.Registry, ev Received) []Action {
 			return c.notLocal(wire.TagStopReq)
 		}
 		if !c.cfg.Relaxed {
-			return c.closeWith(nil, ReasonNotRelaxed, "Disallowed STOP_REQ, no relaxed_command_check")
+			return c.closeWith(nil, ReasonNotRelaxed, "Disallowed EPMD_STOP_REQ, no relaxed_command_check")
 		}
 		owner, ok := reg.Stop(req.Name)
 		if !ok {

@@ -288,13 +288,13 @@ func stepCases() []stepCase {
 		// KILL.
 		{name: "kill/registered_not_relaxed", cfg: local, prior: alphaHeld, ev: kill,
 			want: []fsm.Action{
-				fsm.Refusal{Reason: fsm.ReasonKillRefused, Detail: "Disallowed KILL_REQ, live nodes"},
+				fsm.Refusal{Reason: fsm.ReasonKillRefused, Detail: "Disallowed EPMD_KILL_REQ, live nodes"},
 				fsm.Send{Resp: &wire.KillResp{OK: false}}, done},
 			state: fsm.Closed, owners: map[string]registry.ConnID{"alpha": 2}},
 		{name: "kill/two_registered_not_relaxed", cfg: local,
 			prior: []prior{{2, alive2(alpha, 1)}, {3, alive2(odd, 1)}}, ev: kill,
 			want: []fsm.Action{
-				fsm.Refusal{Reason: fsm.ReasonKillRefused, Detail: "Disallowed KILL_REQ, live nodes"},
+				fsm.Refusal{Reason: fsm.ReasonKillRefused, Detail: "Disallowed EPMD_KILL_REQ, live nodes"},
 				fsm.Send{Resp: &wire.KillResp{OK: false}}, done},
 			state: fsm.Closed, owners: map[string]registry.ConnID{"alpha": 2, "beta": 3}},
 		{name: "kill/empty", cfg: local, ev: kill,

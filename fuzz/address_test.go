@@ -12,7 +12,8 @@ import (
 )
 
 // FuzzAddressList compares server.ParseAddresses with a model of stock
-// epmd's -address handling (epmd_srv.c run(), facts §9.3):
+// epmd's -address handling as OTP 29 does it (epmd_srv.c run(), facts
+// §9.3; docs/epmd.md for OTP 25 and 27):
 //
 //   - tokens are what strtok(list, ", ") returns: runs of ',' and ' '
 //     separate, and no token is empty;
@@ -22,11 +23,10 @@ import (
 //     inet_pton6 and inet_pton4, so no zone, no leading zeros in IPv4
 //     octets, no host names. The first token neither accepts is the
 //     error, `cannot parse IP address "TOKEN"`;
-//   - exactly 127.0.0.1 and ::1 (any spelling of them) are skipped; every
-//     other address is kept in order, ::ffff:127.0.0.1 and duplicates
-//     included, in a non-nil slice;
-//   - the 14th kept address is the error "cannot listen on more than 16
-//     IP addresses", unless a bad token came first.
+//   - every address is kept in order, the loopback ones, ::ffff:127.0.0.1
+//     and duplicates included;
+//   - the 14th address is the error "cannot listen on more than 14 IP
+//     addresses", unless a bad token came first.
 //
 // Lists containing NUL are left out: they cannot come from a command line
 // or an environment variable, and inet_pton would stop at the NUL.
@@ -77,26 +77,18 @@ func modelParseAddresses(list string) ([]netip.Addr, string) {
 		return nil, ""
 	}
 	addrs := []netip.Addr{}
-	sockets := 2 // 127.0.0.1 and ::1 come first
 	for _, tok := range tokens {
 		var a netip.Addr
 		if b, ok := inetPton6(tok); ok {
 			a = netip.AddrFrom16(b)
-			if a == netip.IPv6Loopback() { // IN6_IS_ADDR_LOOPBACK
-				continue
-			}
 		} else if b, ok := inetPton4(tok); ok {
 			a = netip.AddrFrom4(b)
-			if b == [4]byte{127, 0, 0, 1} { // addr.s_addr == htonl(INADDR_LOOPBACK)
-				continue
-			}
 		} else {
 			return nil, `cannot parse IP address "` + tok + `"`
 		}
 		addrs = append(addrs, a)
-		sockets++
-		if sockets >= 16 { // MAX_LISTEN_SOCKETS
-			return nil, "cannot listen on more than 16 IP addresses"
+		if len(addrs) >= 14 {
+			return nil, "cannot listen on more than 14 IP addresses"
 		}
 	}
 	return addrs, ""

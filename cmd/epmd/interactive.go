@@ -19,6 +19,9 @@ import (
 // NAMES and DUMP need the 4-byte header from a single read; KILL and STOP
 // read exactly 2 and 7 bytes, and an early close shows as "<>" whatever
 // came before it. Like stock, there is no timeout.
+//
+// Output goes through cStdout, buffered as C stdio buffers stock's stdout
+// and flushed when the command ends, as stock's exit() flushes it.
 
 // maxStopName is the longest name -stop sends (stock's 1024-byte buffer).
 const maxStopName = 1000
@@ -50,7 +53,9 @@ func send(conn net.Conn, frame []byte, stdout io.Writer) bool {
 }
 
 // cliCall runs -names, -started (silent) and -dump.
-func cliCall(port int, tag wire.Tag, silent bool, stdout, stderr io.Writer) int {
+func cliCall(port int, tag wire.Tag, silent bool, stdoutFile, stderr io.Writer) int {
+	stdout := newCStdout(stdoutFile)
+	defer stdout.Flush()
 	conn, ok := dial(port, silent, stderr)
 	if !ok {
 		return 1
@@ -116,7 +121,9 @@ func answerError(rval int, stdout io.Writer) int {
 }
 
 // cliKill runs -kill.
-func cliKill(port int, stdout, stderr io.Writer) int {
+func cliKill(port int, stdoutFile, stderr io.Writer) int {
+	stdout := newCStdout(stdoutFile)
+	defer stdout.Flush()
 	conn, ok := dial(port, false, stderr)
 	if !ok {
 		return 1
@@ -139,7 +146,9 @@ func cliKill(port int, stdout, stderr io.Writer) int {
 
 // cliStop runs -stop NAME. The request is 's' and the name's bytes, with no
 // NUL: an empty name is sent as a bare 's', which stock epmd drops.
-func cliStop(port int, name string, stdout, stderr io.Writer) int {
+func cliStop(port int, name string, stdoutFile, stderr io.Writer) int {
+	stdout := newCStdout(stdoutFile)
+	defer stdout.Flush()
 	if i := strings.IndexByte(name, 0); i >= 0 {
 		name = name[:i] // a C string: it ends at the first NUL
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,10 +15,15 @@ import (
 // (MAX_LISTEN_SOCKETS), the two implicit loopback ones included.
 const MaxListeners = 16
 
-// maxListed is how many non-loopback addresses an address list may hold:
-// stock epmd counts the two loopback sockets and fails as soon as the count
-// reaches MaxListeners, so 13 addresses pass and the 14th is refused.
-const maxListed = MaxListeners - 3
+// maxListed is how many addresses an address list may hold, as in OTP 29:
+// every address counts, loopback ones too, and the 14th is refused with
+// "cannot listen on more than 14 IP addresses" (maxListedText). OTP 25 and
+// 27 count only the non-loopback ones, with the two loopback sockets, and
+// refuse the 14th of those with "... more than 16 IP addresses".
+const maxListed = 13
+
+// maxListedText is the number OTP 29's refusal names.
+const maxListedText = maxListed + 1
 
 var (
 	loopback4 = netip.AddrFrom4([4]byte{127, 0, 0, 1})
@@ -39,18 +45,15 @@ type ParseError struct {
 func (e *ParseError) Error() string { return e.msg }
 
 // ParseAddresses parses an -address list (or ERL_EPMD_ADDRESS) the way stock
-// epmd does. Tokens are separated by any run of commas and spaces; each
-// must be a numeric IPv6 or IPv4 address (no host names, no zones). The
-// loopback addresses 127.0.0.1 and ::1 are dropped, since Listen always
-// binds them; any other address, 127.0.0.2 included, is kept, in order,
-// duplicates too (binding the second copy then fails with ErrAddrInUse, as
-// it does in stock epmd). More than 13 kept addresses is an error, because
-// stock epmd has room for 16 sockets only.
+// epmd of OTP 29 does. Tokens are separated by any run of commas and
+// spaces; each must be a numeric IPv6 or IPv4 address (no host names, no
+// zones). Every address is kept, in order, loopback ones and duplicates
+// too (binding the second copy of an address then fails with
+// ErrAddrInUse, as it does in stock epmd); Listen adds the loopback
+// addresses the list does not cover. More than 13 addresses is an error.
 //
 // A list with no token at all (empty, or only separators) gives nil, nil:
-// no list, so Listen binds the wildcard addresses. A list of loopback
-// addresses only gives an empty, non-nil slice: Listen then binds just the
-// two loopback addresses.
+// no list, so Listen binds the wildcard addresses.
 //
 // Errors come in the order stock epmd meets them, token by token.
 func ParseAddresses(list string) ([]netip.Addr, error) {
@@ -64,12 +67,9 @@ func ParseAddresses(list string) ([]netip.Addr, error) {
 		if !ok {
 			return nil, &ParseError{Token: tok, msg: `cannot parse IP address "` + tok + `"`}
 		}
-		if a == loopback4 || a == loopback6 {
-			continue
-		}
 		addrs = append(addrs, a)
 		if len(addrs) > maxListed {
-			return nil, &ParseError{msg: "cannot listen on more than " + strconv.Itoa(MaxListeners) + " IP addresses"}
+			return nil, &ParseError{msg: "cannot listen on more than " + strconv.Itoa(maxListedText) + " IP addresses"}
 		}
 	}
 	return addrs, nil
@@ -132,15 +132,19 @@ func (e *NoListenerError) Unwrap() error { return e.Last }
 //
 //   - addrs nil (no list): 0.0.0.0 and [::], the IPv6 socket IPV6_V6ONLY,
 //     so the two never conflict;
-//   - addrs not nil (from ParseAddresses, maybe empty): 127.0.0.1 and [::1]
-//     first, then each address in order.
+//   - addrs not nil (from ParseAddresses): each address in order, then
+//     127.0.0.1 unless the list has 127.0.0.1 or 0.0.0.0, then [::1] unless
+//     it has ::1 or ::. So -address 0.0.0.0 listens on 0.0.0.0 and [::1],
+//     and -address :: on [::] and 127.0.0.1, as OTP 29's epmd does (OTP 25
+//     and 27 bind both loopback addresses first, whatever the list, so
+//     that a wildcard in it fails with EADDRINUSE; docs/epmd.md).
 //
 // Every socket has SO_REUSEADDR and the system's maximum backlog.
 //
 // An address family the system does not support is skipped. Other bind
-// failures on the implicit loopback sockets are skipped too (hosts with IPv6
-// disabled), but on listed addresses and on the wildcard sockets they are
-// fatal: Listen closes what it opened and returns a *BindError, which
+// failures on loopback sockets, listed or added, are skipped too (hosts
+// with IPv6 disabled), but on other listed addresses and on the wildcard
+// sockets they are fatal: Listen closes what it opened and returns a *BindError, which
 // matches ErrAddrInUse when the address was taken. When nothing at all
 // could be bound it returns a *NoListenerError.
 func Listen(addrs []netip.Addr, port int) ([]net.Listener, error) {
@@ -159,9 +163,16 @@ func ListenReport(addrs []netip.Addr, port int, skipped func(error)) ([]net.List
 	if addrs == nil {
 		targets = []target{{addr: netip.IPv4Unspecified()}, {addr: netip.IPv6Unspecified()}}
 	} else {
-		targets = []target{{addr: loopback4, nonfatal: true}, {addr: loopback6, nonfatal: true}}
 		for _, a := range addrs {
-			targets = append(targets, target{addr: a})
+			targets = append(targets, target{addr: a, nonfatal: a == loopback4 || a == loopback6})
+		}
+		for _, lo := range [...]struct{ loopback, any netip.Addr }{
+			{loopback4, netip.IPv4Unspecified()},
+			{loopback6, netip.IPv6Unspecified()},
+		} {
+			if !slices.Contains(addrs, lo.loopback) && !slices.Contains(addrs, lo.any) {
+				targets = append(targets, target{addr: lo.loopback, nonfatal: true})
+			}
 		}
 	}
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,14 +32,16 @@ func TestParseAddresses(t *testing.T) {
 		{list: "", want: nil},
 		{list: " ", want: nil},
 		{list: ", ,,  ,", want: nil},
-		{list: "127.0.0.1", want: addrs()},
-		{list: "::1,127.0.0.1", want: addrs()},
-		{list: "0:0:0:0:0:0:0:1", want: addrs()}, // ::1 however spelled
+		{list: "127.0.0.1", want: addrs("127.0.0.1")},
+		{list: "::1,127.0.0.1", want: addrs("::1", "127.0.0.1")},
+		{list: "0:0:0:0:0:0:0:1", want: addrs("::1")},
+		{list: "0.0.0.0", want: addrs("0.0.0.0")},
+		{list: "::", want: addrs("::")},
 		{list: "127.0.0.2", want: addrs("127.0.0.2")},
 		{list: "::ffff:127.0.0.1", want: addrs("::ffff:127.0.0.1")}, // not loopback for stock
 		{list: " 10.0.0.1,, ::2 ,fe80::1 ,", want: addrs("10.0.0.1", "::2", "fe80::1")},
 		{list: "10.0.0.1,10.0.0.1", want: addrs("10.0.0.1", "10.0.0.1")},
-		{list: "1.2.3.4,127.0.0.1,::1,5.6.7.8", want: addrs("1.2.3.4", "5.6.7.8")},
+		{list: "1.2.3.4,127.0.0.1,::1,5.6.7.8", want: addrs("1.2.3.4", "127.0.0.1", "::1", "5.6.7.8")},
 		{list: "::FFFF:1.2.3.4", want: addrs("::ffff:1.2.3.4")},
 		{list: "localhost", wantErr: `cannot parse IP address "localhost"`},
 		{list: "127.0.0.1,localhost", wantErr: `cannot parse IP address "localhost"`},
@@ -88,20 +91,24 @@ func TestParseAddressesLimit(t *testing.T) {
 		}
 		return ss
 	}
-	const tooMany = "cannot listen on more than 16 IP addresses"
+	// OTP 29's limit and wording (OTP 25 and 27: 13 non-loopback
+	// addresses, "more than 16").
+	const tooMany = "cannot listen on more than 14 IP addresses"
 
-	// 13 non-loopback addresses fit beside the two loopback sockets.
 	got, err := server.ParseAddresses(strings.Join(many(13), ","))
 	if err != nil || len(got) != 13 {
 		t.Fatalf("13 addresses: got %d, %v", len(got), err)
 	}
-	// Loopback addresses do not count.
-	got, err = server.ParseAddresses("127.0.0.1," + strings.Join(many(13), ",") + ",::1")
-	if err != nil || len(got) != 13 {
-		t.Fatalf("13 addresses + loopback: got %d, %v", len(got), err)
-	}
 	if _, err := server.ParseAddresses(strings.Join(many(14), ",")); err == nil || err.Error() != tooMany {
 		t.Fatalf("14 addresses: error %v, want %q", err, tooMany)
+	}
+	// Loopback addresses count like any other.
+	got, err = server.ParseAddresses("127.0.0.1," + strings.Join(many(12), ","))
+	if err != nil || len(got) != 13 {
+		t.Fatalf("12 addresses + 127.0.0.1: got %d, %v", len(got), err)
+	}
+	if _, err := server.ParseAddresses("127.0.0.1," + strings.Join(many(12), ",") + ",::1"); err == nil || err.Error() != tooMany {
+		t.Fatalf("12 addresses + both loopback: error %v, want %q", err, tooMany)
 	}
 	// Stock checks token by token: the count fails before a later bad token...
 	if _, err := server.ParseAddresses(strings.Join(many(14), ",") + ",bad"); err == nil || err.Error() != tooMany {
@@ -153,11 +160,11 @@ func TestListenOrder(t *testing.T) {
 	lns, port := listenFree(t, addrs("127.0.0.3", "127.0.0.2"), 0)
 	defer closeAll(lns)
 	p := strconv.Itoa(port)
-	want := []string{"127.0.0.1:" + p}
+	// The list in order, then the loopback addresses (OTP 29's order).
+	want := []string{"127.0.0.3:" + p, "127.0.0.2:" + p, "127.0.0.1:" + p}
 	if testenv.HasIPv6() {
 		want = append(want, "[::1]:"+p)
 	}
-	want = append(want, "127.0.0.3:"+p, "127.0.0.2:"+p)
 	if got := listenAddrs(lns); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("listeners %v, want %v", got, want)
 	}
@@ -282,3 +289,74 @@ func TestStrerror(t *testing.T) {
 		}
 	}
 }
+
+// TestListenLoopbackCovered: the loopback address of a family is added
+// only when the list has neither it nor that family's wildcard, as OTP
+// 29's epmd does: -address 0.0.0.0 listens on 0.0.0.0 and [::1], and
+// -address :: on [::] and 127.0.0.1. Only loopback addresses are dialled.
+func TestListenLoopbackCovered(t *testing.T) {
+	for _, tc := range []struct {
+		list []string
+		want []string // "ADDR", the port left out; IPv6 ones only with IPv6
+	}{
+		{[]string{"0.0.0.0"}, []string{"0.0.0.0", "[::1]"}},
+		{[]string{"::"}, []string{"[::]", "127.0.0.1"}},
+		{[]string{"0.0.0.0", "::"}, []string{"0.0.0.0", "[::]"}},
+		{[]string{"::1"}, []string{"[::1]", "127.0.0.1"}},
+		{[]string{"127.0.0.1", "::1"}, []string{"127.0.0.1", "[::1]"}},
+		{[]string{"::1", "127.0.0.2"}, []string{"[::1]", "127.0.0.2", "127.0.0.1"}},
+	} {
+		t.Run(strings.Join(tc.list, ","), func(t *testing.T) {
+			v6 := testenv.HasIPv6()
+			if !v6 && slices.ContainsFunc(tc.list, func(s string) bool { return strings.Contains(s, ":") }) {
+				t.Skip("no IPv6 on this host")
+			}
+			lns, port := listenFree(t, addrs(tc.list...), 0)
+			defer closeAll(lns)
+			var want []string
+			for _, a := range tc.want {
+				if v6 || !strings.HasPrefix(a, "[") {
+					want = append(want, a+":"+strconv.Itoa(port))
+				}
+			}
+			if got := listenAddrs(lns); strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Fatalf("listeners %v, want %v", got, want)
+			}
+			for _, lo := range []string{"127.0.0.1", "[::1]"} {
+				if lo == "[::1]" && !v6 {
+					continue
+				}
+				c, err := net.Dial("tcp", lo+":"+strconv.Itoa(port))
+				if err != nil {
+					t.Fatalf("dial %s: %v", lo, err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+// TestListenWildcardAfterLoopback: a list naming 127.0.0.1 before 0.0.0.0
+// binds 127.0.0.1 first, and 0.0.0.0 then fails with EADDRINUSE, as in
+// OTP 29 (where the daemon takes it for another epmd and exits 0).
+func TestListenWildcardAfterLoopback(t *testing.T) {
+	for range 5 {
+		port := testenv.FreePort(t)
+		lns, err := server.Listen(addrs("127.0.0.1", "0.0.0.0"), port)
+		if err == nil {
+			closeAll(lns)
+			t.Fatalf("listened on %v", listenAddrs(lns))
+		}
+		var be *server.BindError
+		if errors.As(err, &be) && be.Addr == loopback4 {
+			continue // another process took the port meanwhile
+		}
+		if !errors.Is(err, server.ErrAddrInUse) || be == nil || be.Addr != netip.IPv4Unspecified() {
+			t.Fatalf("error %v, want EADDRINUSE on 0.0.0.0", err)
+		}
+		return
+	}
+	t.Fatal("no free port")
+}
+
+var loopback4 = netip.MustParseAddr("127.0.0.1")

@@ -60,7 +60,7 @@ type Config struct {
 	// remembered-names cap to 5, as stock epmd does.
 	Debug int
 	// PacketTimeout limits how long a request may take to arrive, counted
-	// from accept and not refreshed by each byte (the CVE-2026-42792 fix).
+	// from accept and not refreshed by each byte (docs/differences.md #1).
 	// Registered connections have no timeout. Zero means the default.
 	PacketTimeout time.Duration
 	// ProbeGrace is how long an ALIVE2 for a registered name waits, in its
@@ -397,7 +397,7 @@ func (s *Server) run(c *conn, ev fsm.Event) (closed bool) {
 }
 
 // killMessage is what stock epmd logs, even without -d, when KILL stops it.
-const killMessage = "got KILL_REQ - terminates normal"
+const killMessage = "got EPMD_KILL_REQ - terminates normal"
 
 // step runs one fsm step under the lock and carries out the actions that
 // touch other connections while still holding it.

@@ -340,7 +340,7 @@ func TestPartialFrameStaysOpenUntilTimeout(t *testing.T) {
 	}
 }
 
-// TestDribbleCutAtPacketTimeout pins the CVE-2026-42792 fix: the timeout
+// TestDribbleCutAtPacketTimeout pins docs/differences.md #1: the timeout
 // counts from accept, so a byte every 100 ms does not extend it.
 func TestDribbleCutAtPacketTimeout(t *testing.T) {
 	d := startServer(t, server.Config{PacketTimeout: 500 * time.Millisecond, Now: time.Now})

@@ -54,8 +54,8 @@ func dribble(t *testing.T, addr string, limit time.Duration) time.Duration {
 
 // TestDribblerCutAtPacketTimeout: a client sending one byte every 100 ms is
 // cut at -packet_timeout (1 s here) counted from the start of its request
-// (CVE-2026-42792). Stock OTP 25 refreshes the timeout with every byte and
-// keeps the connection.
+// (docs/differences.md #1). Stock OTP 25 refreshes the timeout with every
+// byte and keeps the connection.
 func TestDribblerCutAtPacketTimeout(t *testing.T) {
 	const limit = 4 * time.Second
 	p := startDaemon(t, gopmd, ourEpmd(t), nil, "-packet_timeout", "1")
