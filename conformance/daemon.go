@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -255,7 +254,7 @@ func tryStartDaemon(ctx context.Context, t Target, d *daemonStep, v vars) (*daem
 	p.stderr = new(lockedBuffer)
 	p.cmd.Stdout = p.stderr
 	p.cmd.Stderr = p.stderr
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.cmd.SysProcAttr = dieWithParent()
 	if p.detached {
 		becomeSubreaper()
 	}
@@ -400,22 +399,13 @@ func waitTracked(cmd *exec.Cmd) error {
 	return err
 }
 
-// becomeSubreaper makes the double-forked daemon of -daemon our child
-// rather than init's, so that its exit status is collected (an init that
-// does not reap would keep it as a zombie).
-var becomeSubreaper = sync.OnceFunc(func() {
-	const prSetChildSubreaper = 36
-	syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
-})
-
 // reapOrphans collects exited children that os/exec does not wait for.
 func reapOrphans() {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		zombies, others := orphanChildren()
 		for _, pid := range zombies {
-			var ws syscall.WaitStatus
-			syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+			reap(pid)
 		}
 		if others == 0 || time.Now().After(deadline) {
 			return

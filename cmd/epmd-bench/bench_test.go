@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -148,7 +147,7 @@ func TestNullServer(t *testing.T) {
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		if processGone(pid) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

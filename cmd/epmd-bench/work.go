@@ -323,7 +323,7 @@ func loopbackOf(addr string) net.IP {
 func reuseAddr(_, _ string, rc syscall.RawConn) error {
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		serr = setsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
 	}); err != nil {
 		return err
 	}
@@ -526,7 +526,7 @@ func unreadNames(addr string, hold, timeout time.Duration, stop <-chan struct{})
 	d := net.Dialer{Timeout: timeout, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024)
+			serr = setsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024)
 		})
 		if err != nil {
 			return err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"log/syslog"
 	"net"
 	"net/netip"
 	"os"
@@ -53,7 +52,7 @@ func newLogger(o options, stderr io.Writer) (*slog.Logger, func()) {
 		}
 		return slog.New(newStderrHandler(stderr, level)), func() {}
 	}
-	w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_ERR, "epmd")
+	w, err := openSyslog()
 	if err != nil {
 		return slog.New(slog.DiscardHandler), func() {}
 	}
@@ -183,7 +182,7 @@ func detach(o options, stderr io.Writer) int {
 	cmd := exec.Command(exe, o.argsNoDaemon...)
 	cmd.Env = childEnv(o.getenv)
 	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = detachAttr()
 	// Stdin, Stdout and Stderr left nil are /dev/null.
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(stderr, "epmd: cannot start the daemon: %v\n", err)

@@ -4,12 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"log/syslog"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -52,9 +50,9 @@ type lineHandler struct {
 // lineSink is where the lines go: a writer (stderr) or syslog.
 type lineSink struct {
 	mu      sync.Mutex
-	w       io.Writer      // with timestamp and CRLF, or journal lines
-	journal bool           // w is the journal: "<priority>message\n"
-	syslog  *syslog.Writer // plain message, severity from the level
+	w       io.Writer    // with timestamp and CRLF, or journal lines
+	journal bool         // w is the journal: "<priority>message\n"
+	syslog  syslogWriter // plain message, severity from the level
 }
 
 func newStderrHandler(w io.Writer, level slog.Level) slog.Handler {
@@ -68,7 +66,7 @@ func newJournalHandler(w io.Writer, level slog.Level) slog.Handler {
 	return &lineHandler{level: level, out: &lineSink{w: w, journal: true}}
 }
 
-func newSyslogHandler(w *syslog.Writer, level slog.Level) slog.Handler {
+func newSyslogHandler(w syslogWriter, level slog.Level) slog.Handler {
 	return &lineHandler{level: level, out: &lineSink{syslog: w}}
 }
 
@@ -174,17 +172,25 @@ func needsQuote(s string) bool {
 // sinks use it: errors LOG_ERR, warnings LOG_WARNING, Info (refusals,
 // protocol errors, shutdown: stock's level-0 messages) LOG_INFO, and the
 // -d levels LOG_DEBUG.
-func priority(l slog.Level) syslog.Priority {
+func priority(l slog.Level) int {
 	switch {
 	case l >= slog.LevelError:
-		return syslog.LOG_ERR
+		return logErr
 	case l >= slog.LevelWarn:
-		return syslog.LOG_WARNING
+		return logWarning
 	case l >= slog.LevelInfo:
-		return syslog.LOG_INFO
+		return logInfo
 	}
-	return syslog.LOG_DEBUG
+	return logDebug
 }
+
+// Syslog severities (RFC 5424), the same on every system.
+const (
+	logErr     = 3
+	logWarning = 4
+	logInfo    = 6
+	logDebug   = 7
+)
 
 // isJournal reports whether w is the stream that $JOURNAL_STREAM
 // ("DEVICE:INODE", set by systemd for a service whose stderr goes to the
@@ -207,6 +213,6 @@ func isJournal(w io.Writer, getenv func(string) (string, bool)) bool {
 	if err != nil {
 		return false
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && strconv.FormatUint(uint64(st.Dev), 10) == dev && strconv.FormatUint(st.Ino, 10) == ino
+	d, i, ok := fileID(fi)
+	return ok && strconv.FormatUint(d, 10) == dev && strconv.FormatUint(i, 10) == ino
 }
