@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,14 +62,8 @@ func newLogger(o options, stderr io.Writer) (*slog.Logger, func()) {
 func serve(o options, log *slog.Logger) int {
 	// Signals are caught from the start, so that a SIGTERM that comes
 	// while the sockets are being set up still ends in an orderly exit.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	// As stock: a log write to a closed pipe must not kill the daemon.
-	signal.Ignore(syscall.SIGPIPE)
-	if o.daemonChild {
-		signal.Ignore(syscall.SIGHUP)
-	}
+	sigs, stopSignals := catchSignals(o.daemonChild)
+	defer stopSignals()
 
 	daemonFlag := 0
 	if o.daemonChild {
