@@ -47,17 +47,23 @@ func daemon(o options, stderr io.Writer) int {
 func newLogger(o options, stderr io.Writer) (*slog.Logger, func()) {
 	level := levelFor(o.debug)
 	if !o.daemonChild {
+		h := newStderrHandler(stderr, level)
 		if isJournal(stderr, o.getenv) {
-			return slog.New(newJournalHandler(stderr, level)), func() {}
+			h = newJournalHandler(stderr, level)
 		}
-		return slog.New(newStderrHandler(stderr, level)), func() {}
+		return slog.New(h), func() { h.close(logCloseTimeout) }
 	}
 	w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_ERR, "epmd")
 	if err != nil {
 		return slog.New(slog.DiscardHandler), func() {}
 	}
-	return slog.New(newSyslogHandler(w, level)), func() { w.Close() }
+	h := newSyslogHandler(w, level)
+	return slog.New(h), func() { h.close(logCloseTimeout); w.Close() }
 }
+
+// logCloseTimeout bounds the wait for the last log lines at exit, when the
+// log output is blocked.
+const logCloseTimeout = time.Second
 
 func serve(o options, log *slog.Logger) int {
 	// Signals are caught from the start, so that a SIGTERM that comes
@@ -109,7 +115,7 @@ func serve(o options, log *slog.Logger) int {
 		if sig == syscall.SIGINT {
 			name = "SIGINT"
 		}
-		log.Info("terminating on " + name)
+		log.Log(context.Background(), levelNotice, "terminating on "+name)
 	case err := <-serveErr:
 		// Stock epmd exits 1 when accept fails for good.
 		log.Error("error in accept: " + err.Error())
