@@ -66,6 +66,12 @@ func (f figure) limits() string {
 	if f.Workload == wHold {
 		return fmt.Sprintf("until %d held, the first failure or %s", f.Nodes, f.Duration)
 	}
+	if f.Workload == wHoard {
+		return fmt.Sprintf("readers held %s, look-ups n<=%d meanwhile", f.SlowHold, f.N)
+	}
+	if f.Workload == wDump {
+		return fmt.Sprintf("n<=%d, <=%s idle, then the same beside the DUMP loops", f.N, f.Duration)
+	}
 	return fmt.Sprintf("n<=%d, <=%s", f.N, f.Duration)
 }
 
