@@ -119,7 +119,9 @@ func TestCheck(t *testing.T) {
 		{"owner refused", func(s *snapshot.Snapshot) { s.Table.Live[0].Owner = 2 }},
 		{"registered socket without entry", func(s *snapshot.Snapshot) { s.Table.Live = nil }},
 		{"two entries one socket", func(s *snapshot.Snapshot) { s.Table.Live = append(s.Table.Live, entry("c", 1)) }},
-		{"socket twice", func(s *snapshot.Snapshot) { s.Sockets = append(s.Sockets, snapshot.Socket{Conn: 2, State: snapshot.Refused}) }},
+		{"socket twice", func(s *snapshot.Snapshot) {
+			s.Sockets = append(s.Sockets, snapshot.Socket{Conn: 2, State: snapshot.Refused})
+		}},
 		{"socket 0", func(s *snapshot.Snapshot) { s.Sockets[1].Conn = 0 }},
 		{"unknown state", func(s *snapshot.Snapshot) { s.Sockets[1].State = 3 }},
 		{"next id too low", func(s *snapshot.Snapshot) { s.NextConn = 2 }},
