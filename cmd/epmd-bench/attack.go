@@ -228,7 +228,10 @@ func dumpLoopLoad(ctx context.Context, cl *client.Client, f figure, prefix strin
 	stop := make(chan struct{})
 	var dumps atomic.Int64
 	var wg sync.WaitGroup
+	// A DUMP of a large table takes long to read on a busy machine: the
+	// loops get their own bound, not the look-ups' timeout.
 	dcl := *cl
+	dcl.Timeout = max(cl.Timeout, dumpLoopTimeout)
 	for range f.Dump {
 		wg.Add(1)
 		go func() {
@@ -260,6 +263,9 @@ func dumpLoopLoad(ctx context.Context, cl *client.Client, f figure, prefix strin
 	wg.Wait()
 	return lr, idf, dumps.Load()
 }
+
+// dumpLoopTimeout bounds each DUMP of a dumploop.
+const dumpLoopTimeout = time.Minute
 
 // memSample is a process's VmRSS and VmHWM, in KiB.
 type memSample struct{ rss, hwm int64 }
