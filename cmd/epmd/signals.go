@@ -27,6 +27,8 @@ import (
 //   - SIGPIPE is always ignored, as in stock (a log write to a closed pipe
 //     must not kill the daemon), and SIGHUP in the -daemon copy, as stock's
 //     daemon does.
+//   - SIGUSR1, SIGUSR2 and the other fatalSignals end the process as
+//     stock's default action does, where the Go runtime would drop them.
 func catchSignals(daemonChild bool) (<-chan os.Signal, func()) {
 	caught := []os.Signal{syscall.SIGTERM}
 	if signal.Ignored(syscall.SIGINT) {
@@ -40,5 +42,20 @@ func catchSignals(daemonChild bool) (<-chan os.Signal, func()) {
 	if daemonChild {
 		signal.Ignore(syscall.SIGHUP)
 	}
-	return sigs, func() { signal.Stop(sigs) }
+	fatal := make(chan os.Signal, 1)
+	signal.Notify(fatal, fatalSignals...)
+	go func() {
+		if sig, ok := <-fatal; ok {
+			dieOf(sig.(syscall.Signal))
+		}
+	}()
+	return sigs, func() { signal.Stop(sigs); signal.Stop(fatal) }
+}
+
+// fatalSignals are the signals whose default action ends a process but
+// which the Go runtime, left to itself, catches and drops: stock epmd dies
+// of them, and so does the daemon (dieOf).
+var fatalSignals = []os.Signal{
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGVTALRM,
+	syscall.SIGXCPU, syscall.SIGXFSZ, syscall.SIGIO, syscall.SIGPWR,
 }

@@ -63,13 +63,18 @@ func TestIgnoredSignalsStayIgnored(t *testing.T) {
 	}
 }
 
-// TestSignalsNotIgnored: without an inherited ignore, SIGQUIT and SIGHUP
-// end both daemons, as their default action does (ours through the Go
-// runtime: SIGQUIT with a goroutine dump and status 2), and SIGINT ends
-// ours in order (TestSignal).
+// TestSignalsNotIgnored: without an inherited ignore, SIGQUIT, SIGHUP and
+// the signals whose default action ends a process (SIGUSR1, SIGUSR2, ...,
+// which the Go runtime alone would drop) end both daemons (ours by
+// SIGQUIT through the Go runtime: a goroutine dump and status 2); SIGINT
+// ends ours in order (TestSignal).
 func TestSignalsNotIgnored(t *testing.T) {
 	t.Parallel()
-	for _, sig := range []syscall.Signal{syscall.SIGQUIT, syscall.SIGHUP} {
+	sigs := []syscall.Signal{syscall.SIGQUIT, syscall.SIGHUP}
+	for _, s := range fatalSignals {
+		sigs = append(sigs, s.(syscall.Signal))
+	}
+	for _, sig := range sigs {
 		for _, im := range impls() {
 			t.Run(sig.String()+"/"+im.name, func(t *testing.T) {
 				t.Parallel()
