@@ -84,3 +84,15 @@ func TestReadMem(t *testing.T) {
 		t.Errorf("readMem: %+v, %v", s, err)
 	}
 }
+
+// TestFresh: with -fresh every run gets a daemon of its own.
+func TestFresh(t *testing.T) {
+	rep, _ := runTool(t, "-epmd", ourEpmd(t), "-fresh", "lookup:nodes=2,c=1,n=5", "lookup:nodes=2,c=1,n=5")
+	if len(rep.Runs) != 2 {
+		t.Fatalf("%d runs", len(rep.Runs))
+	}
+	a, b := rep.Runs[0].Daemon, rep.Runs[1].Daemon
+	if a == nil || b == nil || a.Pid == b.Pid {
+		t.Errorf("daemon figures %+v, %+v: want two daemons", a, b)
+	}
+}

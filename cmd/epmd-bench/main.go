@@ -88,6 +88,7 @@ type options struct {
 	explicitW bool
 	cpuprof   string
 	ports     *portPool
+	fresh     bool
 }
 
 func parseArgs(args []string, stderr io.Writer) (*options, error) {
@@ -127,6 +128,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.regConc, "reg-c", 16, "concurrency of the registrations before a run")
 	bind := fs.String("bind-ports", "auto", "source ports LO-HI for the registrations the tool holds, \"auto\" (10000 up to the kernel's ephemeral range) or \"off\" (the kernel picks; see go doc)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress on stderr")
+	fs.BoolVar(&o.fresh, "fresh", false, "restart each daemon the tool starts before every run (for memory figures such as hoard's)")
 	fs.StringVar(&o.cpuprof, "cpuprofile", "", "write the tool's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -329,7 +331,7 @@ func bench(ctx context.Context, o *options, args []string, stdout, stderr io.Wri
 	if o.quiet {
 		progress = nil
 	}
-	r := &runner{setupTimeout: o.setup, regConc: o.regConc, progress: progress, ports: o.ports}
+	r := &runner{setupTimeout: o.setup, regConc: o.regConc, progress: progress, ports: o.ports, fresh: o.fresh}
 
 	var targets []*target
 	switch {

@@ -70,6 +70,7 @@ type runner struct {
 	seq          atomic.Int64  // numbers runs, so that every run has its own node names
 	progress     io.Writer     // progress lines (stderr); nil for none
 	ports        *portPool     // source ports for held registrations; nil: the kernel picks
+	fresh        bool          // restart a daemon the tool started before each run
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -95,6 +96,16 @@ func (r *runner) run(ctx context.Context, t *target, f figure) runResult {
 	if !t.canRegister() && f.Workload != wLookup {
 		res.Skipped = "the null server only answers look-ups"
 		return res
+	}
+	if r.fresh && t.Kind == kindStarted && t.cmd != nil {
+		// What a run leaves in the daemon (memory above all) must not
+		// count in the next one.
+		t.stop()
+		if err := t.start(ctx); err != nil {
+			res.Skipped = "restarting the daemon: " + err.Error()
+			return res
+		}
+		res.Notes = append(res.Notes, "fresh daemon, pid "+strconv.Itoa(t.Pid))
 	}
 	note, err := t.ensureRunning(ctx)
 	if err != nil {
