@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopmd/gopmd/epmd/server"
 )
@@ -24,7 +25,8 @@ func TestLevels(t *testing.T) {
 		{7, server.LevelTrace},
 	} {
 		var buf bytes.Buffer
-		log := slog.New(newStderrHandler(&buf, levelFor(tc.debug)))
+		h := newStderrHandler(&buf, levelFor(tc.debug))
+		log := slog.New(h)
 		want := 0
 		for _, l := range all {
 			log.Log(t.Context(), l, "at "+l.String())
@@ -32,6 +34,7 @@ func TestLevels(t *testing.T) {
 				want++
 			}
 		}
+		h.close(5 * time.Second)
 		if got := strings.Count(buf.String(), "\r\n"); got != want {
 			t.Errorf("%d x -d: %d lines, want %d:\n%s", tc.debug, got, want, buf.String())
 		}
@@ -43,8 +46,10 @@ func TestLevels(t *testing.T) {
 func TestLineFormat(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	log := slog.New(newStderrHandler(&buf, slog.LevelInfo))
+	h := newStderrHandler(&buf, slog.LevelInfo)
+	log := slog.New(h)
 	log.Info("request refused", "conn", 2, "reason", "duplicate_name", "detail", "node name already occupied alpha")
+	h.out.flush(5 * time.Second)
 	got := stockTime.ReplaceAllString(buf.String(), "epmd: TIME: ")
 	want := "epmd: TIME: request refused conn=2 reason=duplicate_name detail=\"node name already occupied alpha\"\r\n"
 	if got != want {
@@ -52,6 +57,7 @@ func TestLineFormat(t *testing.T) {
 	}
 	buf.Reset()
 	log.Info("registered node", "name", "a\nb")
+	h.close(5 * time.Second)
 	if strings.Count(buf.String(), "\n") != 1 {
 		t.Errorf("a newline in a value split the line: %q", buf.String())
 	}

@@ -5,6 +5,8 @@ package main
 import (
 	"io/fs"
 	"log/syslog"
+	"os"
+	"strconv"
 	"syscall"
 )
 
@@ -36,3 +38,27 @@ func checkFD(fd int) error {
 	}
 	return nil
 }
+
+// closeInheritedOnExec marks every descriptor above stderr close-on-exec,
+// so that the daemon gets none of those this process inherited (stock's
+// daemon closes them all); the Go runtime's own are marked already.
+func closeInheritedOnExec() {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return // not Linux: what the caller passed goes through
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, name := range names {
+		if fd, err := strconv.Atoi(name); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
+
+// inheritsExtraFiles: a child started with exec.Cmd.ExtraFiles gets them
+// as descriptors 3 and up, which the -daemon copy's ready pipe uses.
+const inheritsExtraFiles = true
+
+// closeOnExec marks a descriptor close-on-exec.
+func closeOnExec(fd int) { syscall.CloseOnExec(fd) }

@@ -34,3 +34,15 @@ func fileID(fs.FileInfo) (dev, ino uint64, ok bool) { return 0, 0, false }
 
 // checkFD: systemd does not pass sockets on Windows.
 func checkFD(int) error { return errors.New("socket activation is not available on Windows") }
+
+// closeInheritedOnExec: Windows passes a child no handle that was not
+// asked for (the detached daemon gets none).
+func closeInheritedOnExec() {}
+
+// inheritsExtraFiles: os/exec cannot pass extra handles on Windows, so
+// -daemon returns as soon as the detached copy has started, as stock's
+// spawn does.
+const inheritsExtraFiles = false
+
+// closeOnExec: nothing to do; see inheritsExtraFiles.
+func closeOnExec(int) {}
