@@ -140,7 +140,7 @@ func startProgram(t *testing.T, port int, path string, args ...string) *erlNode 
 	n.cmd = exec.Command(path, args...)
 	n.cmd.Env = cleanEnv([]string{"ERL_EPMD_PORT=" + strconv.Itoa(port)})
 	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	n.cmd.SysProcAttr = nodeProcAttr()
 	if err := startTracked(n.cmd); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func (n *erlNode) kill() {
 		select {
 		case <-n.done:
 		case <-time.After(5 * time.Second):
-			syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+			killGroup(n.cmd.Process.Pid)
 			<-n.done
 		}
 	}

@@ -87,7 +87,7 @@ func serve(o options, log *slog.Logger) int {
 		return status
 	}
 
-	srv := server.New(server.Config{
+	srv, err := server.NewErr(server.Config{
 		// The NAMES/DUMP header carries the configured value itself,
 		// e.g. 70000 while listening on 70000 mod 65536 (stock sends
 		// its int port; a negative one wraps).
@@ -99,6 +99,13 @@ func serve(o options, log *slog.Logger) int {
 		DelayWrite:    seconds(o.delayWrite),
 		Logger:        log,
 	})
+	if err != nil { // $GOPMD_BACKEND names no backend of this system
+		log.Error(err.Error())
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return 1
+	}
 	serveErr := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() {
