@@ -17,7 +17,7 @@ OTP_ROOT ?=
 # `make test` this variable turns those skips into failures.
 export GOPMD_REQUIRE_ERLANG ?= 1
 
-.PHONY: oracles otp-suite all build run test verify fmt-check vet tidy-check fsm-purity erlang conformance fuzz fuzz-smoke cover clean epmd-bin install uninstall install-otp uninstall-otp deb deb-test
+.PHONY: oracles otp-suite all build run test verify fmt-check vet tidy-check fsm-purity erlang conformance fuzz fuzz-smoke cover clean epmd-bin install uninstall install-otp uninstall-otp deb deb-test test-portable vet-cross conformance-portable
 
 all: build
 
@@ -101,7 +101,14 @@ uninstall-otp:
 test: erlang oracles verify
 	$(GO) test -race -count=1 ./...
 
-verify: fmt-check vet fsm-purity
+# test-portable runs the server, conformance and fuzz-smoke suites with the
+# portable backend (the net package, a goroutine per connection), the one
+# every system but Linux uses, instead of Linux's epoll loop.
+test-portable: erlang
+	GOPMD_BACKEND=portable $(GO) test -race -count=1 ./epmd/server/... ./conformance/...
+	GOPMD_BACKEND=portable $(MAKE) --no-print-directory fuzz-smoke
+
+verify: fmt-check vet vet-cross fsm-purity
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -109,6 +116,15 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# vet-cross vets the whole module, tests included, for the other systems
+# stock epmd runs on.
+CROSS_TARGETS = darwin/amd64 darwin/arm64 freebsd/amd64 windows/amd64 linux/arm64
+vet-cross:
+	@for t in $(CROSS_TARGETS); do \
+		echo "== go vet ($$t)"; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet ./... || exit 1; \
+	done
 
 tidy-check:
 	$(GO) mod tidy -diff
@@ -203,6 +219,10 @@ deb:
 # what it checks). The root's tarball is cached in ~/.cache/gopmd/debroot.
 deb-test: deb
 	sh packaging/deb/test.sh $(DEB)
+
+# conformance-portable is conformance with bin/epmd on the portable backend.
+conformance-portable:
+	GOPMD_BACKEND=portable $(MAKE) --no-print-directory conformance
 
 FUZZ_TARGETS = $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' fuzz/*_test.go 2>/dev/null | sed 's/func //')
 

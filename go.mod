@@ -1,6 +1,6 @@
 module github.com/gopmd/gopmd
 
-go 1.24
+go 1.26.0
 
 require (
 	github.com/coreos/go-systemd/v22 v22.7.0
@@ -8,4 +8,4 @@ require (
 	pgregory.net/rapid v1.3.0
 )
 
-require golang.org/x/sys v0.1.0
+require golang.org/x/sys v0.50.0

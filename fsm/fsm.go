@@ -564,3 +564,13 @@ func alive2Reply(high uint16, result uint8, counter uint32) wire.Response {
 	}
 	return &wire.Alive2Resp{Result: result, Creation: uint16(counter%3 + 1)}
 }
+
+// Clone returns a copy of c that steps on its own: a server that serves
+// connections on one Conn, Reset for each, moves a connection that must
+// outlive its first step (a kept socket, a reply that waits for its
+// socket) to a Conn of its own.
+func (c *Conn) Clone() *Conn {
+	cp := *c
+	cp.lookup = nil // the look-up store stays with the Conn that is Reset
+	return &cp
+}

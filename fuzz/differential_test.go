@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -565,7 +564,7 @@ func startStock(bin string) (*stockDaemon, int, error) {
 		// The daemon dies with the thread that started it, should this
 		// process die without running its cleanup. That thread is locked
 		// to a goroutine that lives as long as the daemon.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = dieWithParent()
 		st := &stockDaemon{cmd: cmd, exited: make(chan struct{})}
 		started := make(chan error, 1)
 		go func() {

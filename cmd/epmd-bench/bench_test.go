@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -148,7 +147,7 @@ func TestNullServer(t *testing.T) {
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		if processGone(pid) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -528,7 +527,14 @@ func TestParseFigure(t *testing.T) {
 	if err != nil || f.Slow != 2 || f.SlowHold != 5*time.Millisecond || f.Dribble != time.Millisecond {
 		t.Errorf("slow: %+v, %v", f, err)
 	}
-	for _, bad := range []string{"bogus", "lookup:nodes", "lookup:x=1", "lookup:c=0", "lookup:n=-1", "hold:nodes=0", "lookup:d=0s", "names:nodes=abc"} {
+	f, err = parseFigure("hoard:nodes=5000,max=1,dump=100,nreaders=60,hold=15s,settle=3s", base)
+	if err != nil || !f.Max || f.Dump != 100 || f.NamesReaders != 60 || f.SlowHold != 15*time.Second || f.Settle != 3*time.Second || f.Dribble != 0 {
+		t.Errorf("hoard: %+v, %v", f, err)
+	}
+	if f.String() != "hoard nodes=5000 c=16 max dump=100 nreaders=60" {
+		t.Errorf("String() = %q", f.String())
+	}
+	for _, bad := range []string{"names:max=1", "hoard:dump=-1", "hoard:hold=0s", "hoard:settle=2m", "dumploop:nreaders=x", "bogus", "lookup:nodes", "lookup:x=1", "lookup:c=0", "lookup:n=-1", "hold:nodes=0", "lookup:d=0s", "names:nodes=abc"} {
 		if _, err := parseFigure(bad, base); err == nil {
 			t.Errorf("parseFigure(%q) accepted", bad)
 		}

@@ -9,14 +9,16 @@ import (
 
 // Workloads.
 const (
-	wLookup = "lookup" // PORT_PLEASE2 on a new connection each, names drawn from the registered ones
-	wNames  = "names"  // NAMES, read to EOF
-	wChurn  = "churn"  // register, close, register the same name again
-	wHold   = "hold"   // open and hold registrations until -nodes or the first failure
-	wSlow   = "slow"   // look-ups while slow clients dribble bytes and leave NAMES replies unread
+	wLookup = "lookup"   // PORT_PLEASE2 on a new connection each, names drawn from the registered ones
+	wNames  = "names"    // NAMES, read to EOF
+	wChurn  = "churn"    // register, close, register the same name again
+	wHold   = "hold"     // open and hold registrations until -nodes or the first failure
+	wSlow   = "slow"     // look-ups while slow clients dribble bytes and leave NAMES replies unread
+	wHoard  = "hoard"    // DUMP and NAMES readers that never read, table churn; the daemon's memory
+	wDump   = "dumploop" // look-ups idle, then while clients ask DUMP in a loop
 )
 
-var workloads = []string{wLookup, wNames, wChurn, wHold, wSlow}
+var workloads = []string{wLookup, wNames, wChurn, wHold, wSlow, wHoard, wDump}
 
 // figure is one measured configuration: a workload and its parameters.
 type figure struct {
@@ -29,6 +31,14 @@ type figure struct {
 	Slow     int           `json:"slow_clients,omitempty"`
 	SlowHold time.Duration `json:"slow_hold_ns,omitempty"`
 	Dribble  time.Duration `json:"dribble_ns,omitempty"`
+	// Max makes the nodes registered beforehand maximal: 254-character
+	// names of 4-byte characters, 1020-byte extra fields.
+	Max          bool `json:"maximal_nodes,omitempty"`
+	Dump         int  `json:"dump_clients,omitempty"`  // hoard: DUMP readers; dumploop: DUMP loops
+	NamesReaders int  `json:"names_readers,omitempty"` // hoard: NAMES readers, each after a table change
+	// Settle is how long hoard waits after closing its readers before
+	// reading the daemon's memory again.
+	Settle time.Duration `json:"settle_ns,omitempty"`
 }
 
 // String names the figure in reports, with the parameters that matter for
@@ -39,6 +49,15 @@ func (f figure) String() string {
 	if f.Workload == wSlow {
 		fmt.Fprintf(&b, " slow=%d", f.Slow)
 	}
+	if f.Max {
+		b.WriteString(" max")
+	}
+	switch f.Workload {
+	case wHoard:
+		fmt.Fprintf(&b, " dump=%d nreaders=%d", f.Dump, f.NamesReaders)
+	case wDump:
+		fmt.Fprintf(&b, " dump=%d", f.Dump)
+	}
 	return b.String()
 }
 
@@ -46,6 +65,12 @@ func (f figure) String() string {
 func (f figure) limits() string {
 	if f.Workload == wHold {
 		return fmt.Sprintf("until %d held, the first failure or %s", f.Nodes, f.Duration)
+	}
+	if f.Workload == wHoard {
+		return fmt.Sprintf("readers held %s, look-ups n<=%d meanwhile", f.SlowHold, f.N)
+	}
+	if f.Workload == wDump {
+		return fmt.Sprintf("n<=%d, <=%s idle, then the same beside the DUMP loops", f.N, f.Duration)
 	}
 	return fmt.Sprintf("n<=%d, <=%s", f.N, f.Duration)
 }
@@ -86,8 +111,16 @@ func parseFigure(spec string, base figure) (figure, error) {
 			f.SlowHold, err = time.ParseDuration(v)
 		case "dribble":
 			f.Dribble, err = time.ParseDuration(v)
+		case "settle":
+			f.Settle, err = time.ParseDuration(v)
+		case "max":
+			f.Max, err = strconv.ParseBool(v)
+		case "dump":
+			f.Dump, err = strconv.Atoi(v)
+		case "nreaders":
+			f.NamesReaders, err = strconv.Atoi(v)
 		default:
-			return f, fmt.Errorf("figure %q: unknown key %q (want nodes, c, n, duration, timeout, slow, hold, dribble)", spec, k)
+			return f, fmt.Errorf("figure %q: unknown key %q (want nodes, c, n, duration, timeout, slow, hold, dribble, settle, max, dump, nreaders)", spec, k)
 		}
 		if err != nil {
 			return f, fmt.Errorf("figure %q: %s: %w", spec, k, err)
@@ -98,8 +131,23 @@ func parseFigure(spec string, base figure) (figure, error) {
 
 // normalize clears the parameters the workload does not use.
 func (f figure) normalize() figure {
+	if f.Workload != wSlow && f.Workload != wHoard {
+		f.SlowHold = 0
+	}
 	if f.Workload != wSlow {
-		f.Slow, f.SlowHold, f.Dribble = 0, 0, 0
+		f.Dribble = 0
+	}
+	if f.Workload != wHoard {
+		f.Settle = 0
+	}
+	if f.Workload != wSlow {
+		f.Slow = 0
+	}
+	if f.Workload != wHoard && f.Workload != wDump {
+		f.Dump = 0
+	}
+	if f.Workload != wHoard {
+		f.NamesReaders = 0
 	}
 	return f
 }
@@ -132,6 +180,12 @@ func (f figure) check() error {
 		return fmt.Errorf("slow: hold and dribble must be > 0")
 	case f.Workload == wHold && f.Nodes < 1:
 		return fmt.Errorf("hold: nodes must be >= 1")
+	case f.Max && f.Workload != wLookup && f.Workload != wHoard && f.Workload != wDump:
+		return fmt.Errorf("%s: max goes with lookup, hoard and dumploop", f.Workload)
+	case f.Dump < 0 || f.Dump > 4096 || f.NamesReaders < 0 || f.NamesReaders > 4096:
+		return fmt.Errorf("%s: dump and nreaders must be 0..4096", f.Workload)
+	case f.Workload == wHoard && (f.SlowHold <= 0 || f.SlowHold > 10*time.Minute || f.Settle <= 0 || f.Settle > time.Minute):
+		return fmt.Errorf("hoard: hold must be in (0, 10m], settle in (0, 1m]")
 	}
 	return nil
 }

@@ -88,6 +88,7 @@ type options struct {
 	explicitW bool
 	cpuprof   string
 	ports     *portPool
+	fresh     bool
 }
 
 func parseArgs(args []string, stderr io.Writer) (*options, error) {
@@ -107,6 +108,10 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.base.Slow, "slow", 4, "slow workload: slow clients (half dribble NAMES a byte at a time, half never read the NAMES reply)")
 	fs.DurationVar(&o.base.SlowHold, "slow-hold", time.Second, "slow workload: how long a non-reading client keeps its connection")
 	fs.DurationVar(&o.base.Dribble, "dribble", 100*time.Millisecond, "slow workload: pause between the bytes of a dribbling client")
+	fs.DurationVar(&o.base.Settle, "settle", 2*time.Second, "hoard workload: wait after closing the readers before reading the daemon's memory again")
+	fs.IntVar(&o.base.Dump, "dump", 100, "hoard: DUMP readers that never read; dumploop: clients asking DUMP in a loop")
+	fs.IntVar(&o.base.NamesReaders, "nreaders", 60, "hoard: NAMES readers that never read, each after a change of the table")
+	fs.BoolVar(&o.base.Max, "max", false, "register maximal nodes (254-character names of 4-byte characters, 1020-byte extra) beforehand")
 	fs.StringVar(&o.epmd, "epmd", "", "start this daemon binary on a free loopback port and measure it")
 	fs.StringVar(&o.addr, "addr", "", "measure the running daemon at this host:port")
 	fs.IntVar(&o.pid, "pid", 0, "with -addr: the daemon's pid, for CPU, RSS and fd figures")
@@ -123,6 +128,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.regConc, "reg-c", 16, "concurrency of the registrations before a run")
 	bind := fs.String("bind-ports", "auto", "source ports LO-HI for the registrations the tool holds, \"auto\" (10000 up to the kernel's ephemeral range) or \"off\" (the kernel picks; see go doc)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress on stderr")
+	fs.BoolVar(&o.fresh, "fresh", false, "restart each daemon the tool starts before every run (for memory figures such as hoard's)")
 	fs.StringVar(&o.cpuprof, "cpuprofile", "", "write the tool's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -202,7 +208,8 @@ const usage = `usage: epmd-bench (-epmd PATH | -addr HOST:PORT [-pid N] | -null 
 
 Measures an epmd on loopback as real clients use it. A figure is
 WORKLOAD[:key=value,...] with keys nodes, c, n, duration, timeout, slow,
-hold, dribble (defaults: the flags below). Workloads:
+hold, dribble, settle, max, dump, nreaders (defaults: the flags below).
+Workloads:
 
   lookup  PORT_PLEASE2 on a new connection each, from c clients, of names
           drawn at random from the nodes registered beforehand
@@ -211,6 +218,15 @@ hold, dribble (defaults: the flags below). Workloads:
   hold    open registrations (c at a time) until nodes are held or one fails
   slow    lookups from c clients while "slow" clients send NAMES a byte at a
           time or never read its reply; reports the lookups
+  hoard   "dump" local clients send DUMP and "nreaders" send NAMES (each
+          after a change of the table: a new registration, the previous
+          one closed) and never read the replies; they hold on for "hold"
+          while lookups run from c clients; reports the daemon's VmRSS
+          before, its peak (sampled every 50 ms), VmRSS "settle" after the
+          readers closed and VmHWM, and the lookups. Use with max and
+          nodes (e.g. hoard:nodes=5000,max=1,hold=15s)
+  dumploop lookups from c clients idle, then while "dump" local clients
+          ask DUMP in a loop (reading each reply); reports both
 
 Reports ops/s, p50/p99/max latency, errors, and for a daemon whose pid is
 known the daemon's CPU per operation (user+sys from /proc/PID/stat over the
@@ -315,7 +331,7 @@ func bench(ctx context.Context, o *options, args []string, stdout, stderr io.Wri
 	if o.quiet {
 		progress = nil
 	}
-	r := &runner{setupTimeout: o.setup, regConc: o.regConc, progress: progress, ports: o.ports}
+	r := &runner{setupTimeout: o.setup, regConc: o.regConc, progress: progress, ports: o.ports, fresh: o.fresh}
 
 	var targets []*target
 	switch {

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat.
@@ -107,19 +106,6 @@ func countFDs(pid int) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// fileLimit returns the tool's own soft RLIMIT_NOFILE (Go raises it to the
-// hard limit at start-up).
-func fileLimit() int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 1024
-	}
-	if rl.Cur > 1<<30 {
-		return 1 << 30
-	}
-	return int(rl.Cur)
 }
 
 // machine describes the host for reports.

@@ -113,7 +113,7 @@ func (t *target) startDaemon(ctx context.Context) error {
 		cmd := exec.Command(t.Path, "-port", strconv.Itoa(port), "-address", "127.0.0.1", "-relaxed_command_check")
 		cmd.Stdout = t.output
 		cmd.Stderr = t.output
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = dieWithParent()
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("starting %s: %w", t.Path, err)
 		}
@@ -168,7 +168,7 @@ func (t *target) startNull(ctx context.Context) error {
 	cloexecInherited()
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), nullEnv+"=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent()
 	t.output = &tailBuffer{max: 8 << 10}
 	cmd.Stderr = t.output
 	stdout, err := cmd.StdoutPipe()
@@ -265,24 +265,6 @@ func (t *target) ensureRunning(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("daemon had died (%s, output %q) and was restarted", state, out), nil
-}
-
-// cloexecInherited marks every descriptor above stderr close-on-exec. Go
-// opens its own that way, but descriptors the tool inherited from its
-// parent without the flag would otherwise pass on to the daemon and take
-// slots of its connection table (stock epmd's select() stops at fd 1023).
-func cloexecInherited() {
-	d, err := os.Open("/proc/self/fd")
-	if err != nil {
-		return
-	}
-	names, _ := d.Readdirnames(-1)
-	d.Close()
-	for _, name := range names {
-		if fd, err := strconv.Atoi(name); err == nil && fd > 2 {
-			syscall.CloseOnExec(fd)
-		}
-	}
 }
 
 // freePort returns a TCP port that was free on both 127.0.0.1 and ::1 a

@@ -44,6 +44,8 @@ type runResult struct {
 	Held          int               `json:"held,omitempty"`
 	StoppedBy     string            `json:"stopped_by,omitempty"`
 	SlowRequests  int64             `json:"slow_requests,omitempty"`
+	Memory        *memFigures       `json:"memory,omitempty"` // hoard
+	Idle          *idleFigures      `json:"idle,omitempty"`   // dumploop: the look-ups without DUMP loops
 	// ToolCPUPerOpUs is the tool's own CPU per operation (it shares the
 	// machine with the daemon).
 	ToolCPUPerOpUs float64        `json:"tool_cpu_per_op_us"`
@@ -68,6 +70,7 @@ type runner struct {
 	seq          atomic.Int64  // numbers runs, so that every run has its own node names
 	progress     io.Writer     // progress lines (stderr); nil for none
 	ports        *portPool     // source ports for held registrations; nil: the kernel picks
+	fresh        bool          // restart a daemon the tool started before each run
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -94,6 +97,16 @@ func (r *runner) run(ctx context.Context, t *target, f figure) runResult {
 		res.Skipped = "the null server only answers look-ups"
 		return res
 	}
+	if r.fresh && t.Kind == kindStarted && t.cmd != nil {
+		// What a run leaves in the daemon (memory above all) must not
+		// count in the next one.
+		t.stop()
+		if err := t.start(ctx); err != nil {
+			res.Skipped = "restarting the daemon: " + err.Error()
+			return res
+		}
+		res.Notes = append(res.Notes, "fresh daemon, pid "+strconv.Itoa(t.Pid))
+	}
 	note, err := t.ensureRunning(ctx)
 	if err != nil {
 		res.Skipped = "daemon not running: " + err.Error()
@@ -117,14 +130,21 @@ func (r *runner) run(ctx context.Context, t *target, f figure) runResult {
 	if f.Workload == wHold || !t.canRegister() {
 		nodes = 0
 	}
-	if need := nodes + f.Conc + f.Slow + fdReserve; nodes > 0 && need > fileLimit() {
+	if need := nodes + f.Conc + f.Slow + f.Dump + f.NamesReaders + fdReserve; nodes > 0 && need > fileLimit() {
 		res.Skipped = fmt.Sprintf("%d registrations and %d clients need %d descriptors; the file limit is %d", nodes, f.Conc+f.Slow, need, fileLimit())
 		return res
 	}
 	if nodes > 0 {
 		t0 := time.Now()
 		var lr *loadResult
-		regs, lr = registerNodes(ctx, r.holder(cl), prefix, 0, nodes, loadSpec{conc: r.regConc, n: int64(nodes), dur: r.setupTimeout, stopOnError: true})
+		register := r.holder(cl)
+		if f.Max {
+			plain := register
+			register = func(ctx context.Context, node wire.Node) (*client.Registration, error) {
+				return plain(ctx, maxNode(node))
+			}
+		}
+		regs, lr = registerNodes(ctx, register, prefix, 0, nodes, loadSpec{conc: r.regConc, n: int64(nodes), dur: r.setupTimeout, stopOnError: true})
 		if lr.stopped != nil || lr.ops < int64(nodes) {
 			res.Skipped = fmt.Sprintf("registered only %d of %d nodes beforehand: %v", lr.ops, nodes, lr.stopped)
 			return res
@@ -164,6 +184,17 @@ func (r *runner) run(ctx context.Context, t *target, f figure) runResult {
 		}
 	case wSlow:
 		lr, res.SlowRequests = slowLoad(ctx, cl, t.Addr, f, prefix, nodes)
+	case wHoard:
+		lr, res.Memory = hoardLoad(ctx, cl, t, f, prefix, nodes)
+		m := res.Memory
+		res.Notes = append(res.Notes, fmt.Sprintf("%d readers open (%d failed), %d table changes (%d failed); daemon VmRSS %d KiB before, peak %d KiB (+%.1f MiB), %d KiB %s after, VmHWM %d KiB; host TCP buffers %d -> peak %d KiB",
+			m.ReadersOpen, m.ReadersFailed, m.Churned, m.ChurnFailed, m.RSSBeforeKiB, m.RSSPeakKiB, float64(m.GrowthKiB)/1024, m.RSSAfterKiB, f.Settle, m.HWMKiB, m.TCPMemBefore, m.TCPMemPeak))
+	case wDump:
+		var dumps int64
+		lr, res.Idle, dumps = dumpLoopLoad(ctx, cl, f, prefix, nodes)
+		res.SlowRequests = dumps
+		res.Notes = append(res.Notes, fmt.Sprintf("idle: %d look-ups, %d errors, p50 %s µs, p99 %s µs, max %s µs; with %d DUMP loops (%d DUMPs): see the figures",
+			res.Idle.Ops, res.Idle.Errors, fmtNum(res.Idle.P50us), fmtNum(res.Idle.P99us), fmtNum(res.Idle.MaxUs), f.Dump, dumps))
 	}
 	if t.Pid > 0 {
 		after, err := readProcStats(t.Pid)
@@ -323,7 +354,7 @@ func loopbackOf(addr string) net.IP {
 func reuseAddr(_, _ string, rc syscall.RawConn) error {
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		serr = setsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
 	}); err != nil {
 		return err
 	}
@@ -387,11 +418,11 @@ func lookupLoad(ctx context.Context, cl *client.Client, f figure, prefix string,
 		rngs[w] = rand.New(rand.NewPCG(uint64(w), 0x9e3779b97f4a7c15))
 	}
 	return runLoad(ctx, loadSpec{conc: f.Conc, n: f.N, dur: f.Duration}, func(ctx context.Context, w int, _ int64) (int, error) {
-		return 0, lookupOnce(ctx, cl, rngs[w], prefix, nodes)
+		return 0, lookupOnce(ctx, cl, rngs[w], prefix, nodes, f.Max)
 	})
 }
 
-func lookupOnce(ctx context.Context, cl *client.Client, rng *rand.Rand, prefix string, nodes int) error {
+func lookupOnce(ctx context.Context, cl *client.Client, rng *rand.Rand, prefix string, nodes int, maximal bool) error {
 	if nodes == 0 {
 		_, err := cl.Lookup(ctx, prefix+"absent")
 		if errors.Is(err, client.ErrNotFound) {
@@ -404,6 +435,9 @@ func lookupOnce(ctx context.Context, cl *client.Client, rng *rand.Rand, prefix s
 	}
 	i := rng.IntN(nodes)
 	name := nodeName(prefix, i)
+	if maximal {
+		name = maxName(name)
+	}
 	n, err := cl.Lookup(ctx, name)
 	if err != nil {
 		if errors.Is(err, client.ErrNotFound) {
@@ -526,7 +560,7 @@ func unreadNames(addr string, hold, timeout time.Duration, stop <-chan struct{})
 	d := net.Dialer{Timeout: timeout, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024)
+			serr = setsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024)
 		})
 		if err != nil {
 			return err

@@ -127,20 +127,6 @@ func TestAtoi(t *testing.T) {
 	}
 }
 
-func TestWithoutDaemon(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"-daemon", ""},
-		{"-d -daemon -port 5 -daemon", "-d -port 5"},
-		{"-address -daemon -daemon", "-address -daemon"},
-		{"-port -daemon", "-port -daemon"},
-		{"-relaxed_command_check -daemon -systemd", "-relaxed_command_check -systemd"},
-	} {
-		if got := strings.Join(withoutDaemon(strings.Fields(tt.in)), " "); got != tt.want {
-			t.Errorf("withoutDaemon(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestPortArguments covers the order of arguments, repeated options and
 // ERL_EPMD_PORT, for our CLI and stock's against a daemon of each.
 func TestPortArguments(t *testing.T) {

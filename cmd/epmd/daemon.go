@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"log/syslog"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,29 +46,29 @@ func daemon(o options, stderr io.Writer) int {
 func newLogger(o options, stderr io.Writer) (*slog.Logger, func()) {
 	level := levelFor(o.debug)
 	if !o.daemonChild {
+		h := newStderrHandler(stderr, level)
 		if isJournal(stderr, o.getenv) {
-			return slog.New(newJournalHandler(stderr, level)), func() {}
+			h = newJournalHandler(stderr, level)
 		}
-		return slog.New(newStderrHandler(stderr, level)), func() {}
+		return slog.New(h), func() { h.close(logCloseTimeout) }
 	}
-	w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_ERR, "epmd")
+	w, err := openSyslog()
 	if err != nil {
 		return slog.New(slog.DiscardHandler), func() {}
 	}
-	return slog.New(newSyslogHandler(w, level)), func() { w.Close() }
+	h := newSyslogHandler(w, level)
+	return slog.New(h), func() { h.close(logCloseTimeout); w.Close() }
 }
+
+// logCloseTimeout bounds the wait for the last log lines at exit, when the
+// log output is blocked.
+const logCloseTimeout = time.Second
 
 func serve(o options, log *slog.Logger) int {
 	// Signals are caught from the start, so that a SIGTERM that comes
 	// while the sockets are being set up still ends in an orderly exit.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	// As stock: a log write to a closed pipe must not kill the daemon.
-	signal.Ignore(syscall.SIGPIPE)
-	if o.daemonChild {
-		signal.Ignore(syscall.SIGHUP)
-	}
+	sigs, stopSignals := catchSignals(o.daemonChild)
+	defer stopSignals()
 
 	daemonFlag := 0
 	if o.daemonChild {
@@ -78,12 +76,18 @@ func serve(o options, log *slog.Logger) int {
 	}
 	log.Debug("epmd running - daemon = " + strconv.Itoa(daemonFlag))
 
+	// The -daemon parent waits for a byte on this pipe, or its end (when
+	// this process fails and exits).
+	ready := readyPipe(o)
+	if ready != nil {
+		defer ready.Close()
+	}
 	lns, status, ok := listeners(o, log)
 	if !ok {
 		return status
 	}
 
-	srv := server.New(server.Config{
+	srv, err := server.NewErr(server.Config{
 		// The NAMES/DUMP header carries the configured value itself,
 		// e.g. 70000 while listening on 70000 mod 65536 (stock sends
 		// its int port; a negative one wraps).
@@ -95,6 +99,13 @@ func serve(o options, log *slog.Logger) int {
 		DelayWrite:    seconds(o.delayWrite),
 		Logger:        log,
 	})
+	if err != nil { // $GOPMD_BACKEND names no backend of this system
+		log.Error(err.Error())
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return 1
+	}
 	serveErr := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() {
@@ -102,6 +113,10 @@ func serve(o options, log *slog.Logger) int {
 				serveErr <- fmt.Errorf("listener %v: %w", ln.Addr(), err)
 			}
 		}()
+	}
+	if ready != nil {
+		ready.Write([]byte{1}) // the sockets listen
+		ready.Close()
 	}
 	if o.systemd {
 		sdNotify("READY=1\nSTATUS=Processing port mapping requests...\nMAINPID=" + strconv.Itoa(os.Getpid()))
@@ -116,7 +131,7 @@ func serve(o options, log *slog.Logger) int {
 		if sig == syscall.SIGINT {
 			name = "SIGINT"
 		}
-		log.Info("terminating on " + name)
+		log.Log(context.Background(), levelNotice, "terminating on "+name)
 	case err := <-serveErr:
 		// Stock epmd exits 1 when accept fails for good.
 		log.Error("error in accept: " + err.Error())
@@ -166,11 +181,26 @@ func listeners(o options, log *slog.Logger) ([]net.Listener, int, bool) {
 	return nil, 1, false
 }
 
-// detach starts this program again as a daemon: same arguments without
-// -daemon, in a new session, in "/", with stdin, stdout and stderr on
-// /dev/null, and returns 0 at once without waiting, as stock epmd's parent
-// does (so a daemon that fails later is invisible to the caller, as with
-// stock). The copy knows it is the daemon from envDaemonChild.
+// envDaemonReady, in the -daemon copy's environment, is the number of the
+// descriptor on which it tells its parent that it listens.
+const envDaemonReady = "GOPMD_DAEMON_READY_FD"
+
+// daemonReadyTimeout bounds the parent's wait for the detached daemon.
+const daemonReadyTimeout = 2 * time.Second
+
+// detach starts this program again as a daemon, with the same command line
+// (argv[0] and the arguments as given, -daemon included, so that ps shows
+// "epmd -daemon ..." as for stock), in a new session, in "/", with stdin,
+// stdout and stderr on /dev/null. The copy knows it is the daemon from
+// envDaemonChild. Descriptors this process inherited are not passed on.
+//
+// The parent returns once the daemon listens, or has failed (exited), or
+// after daemonReadyTimeout: the daemon writes a byte to a pipe (the
+// descriptor in envDaemonReady) when its sockets listen, and the pipe
+// closes when it exits. So a node that registers right after "epmd
+// -daemon" returns finds it listening. The status is 0 in every case but
+// a failure to start the copy, as stock's parent exits 0 at once (a daemon
+// that fails, say on a port in use, is invisible to the caller).
 //
 // Unlike stock's double fork, the daemon is a session leader; it never
 // opens a terminal, so it cannot acquire a controlling one.
@@ -180,23 +210,60 @@ func detach(o options, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "epmd: cannot start the daemon: %v\n", err)
 		return 1
 	}
-	cmd := exec.Command(exe, o.argsNoDaemon...)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(stderr, "epmd: cannot start the daemon: %v\n", err)
+		return 1
+	}
+	defer pr.Close()
+	closeInheritedOnExec()
+	cmd := &exec.Cmd{Path: exe, Args: append([]string{os.Args[0]}, o.args...)}
 	cmd.Env = childEnv(o.getenv)
 	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = detachAttr()
+	if inheritsExtraFiles {
+		cmd.Env = append(cmd.Env, envDaemonReady+"=3")
+		cmd.ExtraFiles = []*os.File{pw} // descriptor 3
+	}
 	// Stdin, Stdout and Stderr left nil are /dev/null.
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
 		fmt.Fprintf(stderr, "epmd: cannot start the daemon: %v\n", err)
 		return 1
 	}
 	cmd.Process.Release()
+	// One byte: listening; end of file: the daemon exited (it failed, or
+	// another epmd holds the port); a timeout: it is slow, and the
+	// caller's own retries take over from here.
+	if inheritsExtraFiles {
+		pr.SetReadDeadline(time.Now().Add(daemonReadyTimeout))
+		pr.Read(make([]byte, 1))
+	}
 	return 0
+}
+
+// readyPipe returns the descriptor on which the -daemon copy tells its
+// parent it listens (nil for any other process), and clears the variable
+// so that nothing this process starts inherits it.
+func readyPipe(o options) *os.File {
+	v, ok := o.getenv(envDaemonReady)
+	if !ok || !o.daemonChild {
+		return nil
+	}
+	os.Unsetenv(envDaemonReady)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil
+	}
+	closeOnExec(fd)
+	return os.NewFile(uintptr(fd), "ready")
 }
 
 // childEnv is this process's environment with the variables epmd reads
 // taken from getenv (which tests may fake) and the daemon marker added.
 func childEnv(getenv func(string) (string, bool)) []string {
-	own := []string{envPort, envAddress, envRelaxed, envDaemonChild,
+	own := []string{envPort, envAddress, envRelaxed, envDaemonChild, envDaemonReady,
 		"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET"}
 	var env []string
 	for _, kv := range os.Environ() {

@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -133,6 +135,7 @@ func TestDaemonize(t *testing.T) {
 		t.Run(im.name, func(t *testing.T) {
 			t.Parallel()
 			var port int
+			var args []string
 			for attempt := 1; ; attempt++ {
 				port = freePort(t)
 				t.Cleanup(func() {
@@ -142,21 +145,38 @@ func TestDaemonize(t *testing.T) {
 						runBin(t, im.bin, nil, append(portArgs(port), "-kill")...)
 					}
 				})
-				args := append(portArgs(port), "-daemon", "-address", "127.0.0.1", "-relaxed_command_check")
+				args = append(portArgs(port), "-daemon", "-address", "127.0.0.1", "-relaxed_command_check")
 				start := time.Now()
 				want(t, "-daemon", runBin(t, im.bin, nil, args...), result{})
 				if d := time.Since(start); d > 5*time.Second {
 					t.Errorf("-daemon took %v to return", d)
 				}
+				// Ours returns once the daemon listens: the first
+				// request after it is answered.
+				c := &client.Client{Addr: "127.0.0.1:" + strconv.Itoa(port), Timeout: 5 * time.Second}
+				_, firstErr := c.NamesRaw(context.Background())
 				if waitUp(t, port, nil) {
+					if firstErr != nil && im.bin == ourBin {
+						t.Errorf("-daemon returned before the daemon listened: %v", firstErr)
+					}
 					break
 				}
 				if attempt == startAttempts {
 					t.Fatal("the detached daemon never answered")
 				}
 			}
+			// The daemon's command line is the one given, -daemon
+			// included, as ps shows stock's.
+			pid := findDaemon(t, im.bin, port)
+			if pid == 0 {
+				t.Fatal("daemon not found in /proc")
+			}
+			cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+			if want := strings.Join(append([]string{im.bin}, args...), "\x00") + "\x00"; string(cmdline) != want {
+				t.Errorf("daemon command line %q, want %q", cmdline, want)
+			}
 			if im.bin == ourBin {
-				checkDetached(t, port)
+				checkDetached(t, pid)
 			}
 			register(t, port, "alpha", 5555)
 			p := strconv.Itoa(port)
@@ -168,15 +188,11 @@ func TestDaemonize(t *testing.T) {
 	}
 }
 
-// checkDetached finds our daemon on port through /proc and checks how it
-// was detached: its own session, cwd "/", stdio on /dev/null.
-func checkDetached(t *testing.T, port int) {
+// checkDetached checks through /proc how our daemon pid was detached: its
+// own session, cwd "/", stdio on /dev/null, and no pipe (the one to its
+// parent closed, none inherited from the test passed on).
+func checkDetached(t *testing.T, pid int) {
 	t.Helper()
-	pid := findDaemon(t, port)
-	if pid == 0 {
-		t.Log("daemon not found in /proc; detachment not checked")
-		return
-	}
 	sid, _, errno := syscall.RawSyscall(syscall.SYS_GETSID, uintptr(pid), 0, 0)
 	if errno != 0 || int(sid) != pid {
 		t.Errorf("daemon %d: session %d (%v), want its own", pid, sid, errno)
@@ -189,20 +205,30 @@ func checkDetached(t *testing.T, port int) {
 			t.Errorf("daemon fd %d is %q (%v), want /dev/null", fd, target, err)
 		}
 	}
+	fds, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	for _, fd := range fds {
+		n, _ := strconv.Atoi(fd.Name())
+		if n < 3 {
+			continue
+		}
+		if target, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + fd.Name()); strings.HasPrefix(target, "pipe:") {
+			t.Errorf("daemon fd %d is still a pipe (%s)", n, target)
+		}
+	}
 	environ, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 	if !bytes.Contains(environ, []byte(envDaemonChild+"=1")) {
 		t.Errorf("daemon lacks %s in its environment", envDaemonChild)
 	}
 }
 
-// findDaemon returns the pid of the process running ourBin with -port port.
-func findDaemon(t *testing.T, port int) int {
+// findDaemon returns the pid of the process running bin with -port port.
+func findDaemon(t *testing.T, bin string, port int) int {
 	t.Helper()
 	want := "\x00-port\x00" + strconv.Itoa(port) + "\x00"
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, dir := range dirs {
 		cmdline, err := os.ReadFile(dir + "/cmdline")
-		if err != nil || !bytes.HasPrefix(cmdline, []byte(ourBin+"\x00")) || !bytes.Contains(cmdline, []byte(want)) {
+		if err != nil || !bytes.HasPrefix(cmdline, []byte(bin+"\x00")) || !bytes.Contains(cmdline, []byte(want)) {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(dir))
@@ -386,6 +412,33 @@ func TestAddressSyntaxMatchesStock(t *testing.T) {
 			ours := runBin(t, ourBin, nil, args...).masked()
 			stock := runBin(t, stockBin, nil, args...).masked()
 			want(t, "ours vs stock", ours, stock)
+		})
+	}
+}
+
+// TestDaemonPortInUse: -daemon on a port another socket holds returns 0
+// with nothing printed, as stock's does (the detached daemon fails on its
+// own); ours returns when its daemon exits rather than at its timeout.
+func TestDaemonPortInUse(t *testing.T) {
+	t.Parallel()
+	for _, im := range impls() {
+		t.Run(im.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			port := ln.Addr().(*net.TCPAddr).Port
+			start := time.Now()
+			want(t, "-daemon", runBin(t, im.bin, nil, append(portArgs(port), "-daemon", "-address", "127.0.0.1")...), result{})
+			t.Logf("%s -daemon returned after %v", im.name, time.Since(start).Round(time.Millisecond))
+			if pid := findDaemon(t, im.bin, port); pid != 0 {
+				time.Sleep(500 * time.Millisecond) // stock's daemon may still be on its way out
+				if pid := findDaemon(t, im.bin, port); pid != 0 {
+					t.Errorf("daemon %d still running on a port in use", pid)
+				}
+			}
 		})
 	}
 }

@@ -4,12 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"log/syslog"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -42,6 +39,10 @@ const ctimeLayout = "Mon Jan _2 15:04:05 2006"
 //
 // on a terminal (stock ends its lines with CRLF), and "message key=value"
 // to syslog, where the time and tag come from syslog itself.
+//
+// Logging cannot hurt the daemon: records go through a lineSink, which
+// rate-limits the messages shown without -d and never blocks its caller
+// (see lineSink).
 type lineHandler struct {
 	level slog.Leveler
 	out   *lineSink
@@ -49,28 +50,40 @@ type lineHandler struct {
 	group string // key prefix from WithGroup, "g." style
 }
 
-// lineSink is where the lines go: a writer (stderr) or syslog.
-type lineSink struct {
-	mu      sync.Mutex
-	w       io.Writer      // with timestamp and CRLF, or journal lines
-	journal bool           // w is the journal: "<priority>message\n"
-	syslog  *syslog.Writer // plain message, severity from the level
-}
-
-func newStderrHandler(w io.Writer, level slog.Level) slog.Handler {
-	return &lineHandler{level: level, out: &lineSink{w: w}}
+func newStderrHandler(w io.Writer, level slog.Level) *lineHandler {
+	return &lineHandler{level: level, out: newLineSink(func(e logEntry) error {
+		_, err := io.WriteString(w, "epmd: "+e.time.Format(ctimeLayout)+": "+e.msg+"\r\n")
+		return err
+	})}
 }
 
 // newJournalHandler writes to w, a stream connected to the systemd journal,
 // one "<priority>message\n" line per record: journald takes the priority
 // from the prefix and adds the time, host and "epmd[pid]" itself.
-func newJournalHandler(w io.Writer, level slog.Level) slog.Handler {
-	return &lineHandler{level: level, out: &lineSink{w: w, journal: true}}
+func newJournalHandler(w io.Writer, level slog.Level) *lineHandler {
+	return &lineHandler{level: level, out: newLineSink(func(e logEntry) error {
+		_, err := io.WriteString(w, "<"+strconv.Itoa(int(priority(e.level)))+">"+e.msg+"\n")
+		return err
+	})}
 }
 
-func newSyslogHandler(w *syslog.Writer, level slog.Level) slog.Handler {
-	return &lineHandler{level: level, out: &lineSink{syslog: w}}
+func newSyslogHandler(w syslogWriter, level slog.Level) *lineHandler {
+	return &lineHandler{level: level, out: newLineSink(func(e logEntry) error {
+		switch priority(e.level) {
+		case logErr:
+			return w.Err(e.msg)
+		case logWarning:
+			return w.Warning(e.msg)
+		case logInfo:
+			return w.Info(e.msg)
+		}
+		return w.Debug(e.msg)
+	})}
 }
+
+// close writes what is still queued, waiting at most timeout for a
+// blocked output, and stops the sink's writer.
+func (h *lineHandler) close(timeout time.Duration) { h.out.close(timeout) }
 
 func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool {
 	return l >= h.level.Level()
@@ -84,32 +97,12 @@ func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 		appendAttr(&b, h.group, a)
 		return true
 	})
-	msg := b.String()
-
-	s := h.out
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.syslog != nil {
-		switch {
-		case r.Level >= slog.LevelError:
-			return s.syslog.Err(msg)
-		case r.Level >= slog.LevelWarn:
-			return s.syslog.Warning(msg)
-		case r.Level >= slog.LevelInfo:
-			return s.syslog.Info(msg)
-		}
-		return s.syslog.Debug(msg)
-	}
-	if s.journal {
-		_, err := io.WriteString(s.w, "<"+strconv.Itoa(int(priority(r.Level)))+">"+msg+"\n")
-		return err
-	}
 	t := r.Time
 	if t.IsZero() {
 		t = time.Now()
 	}
-	_, err := io.WriteString(s.w, "epmd: "+t.Format(ctimeLayout)+": "+msg+"\r\n")
-	return err
+	h.out.log(logEntry{level: r.Level, time: t, msg: b.String()})
+	return nil
 }
 
 func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
@@ -174,17 +167,25 @@ func needsQuote(s string) bool {
 // sinks use it: errors LOG_ERR, warnings LOG_WARNING, Info (refusals,
 // protocol errors, shutdown: stock's level-0 messages) LOG_INFO, and the
 // -d levels LOG_DEBUG.
-func priority(l slog.Level) syslog.Priority {
+func priority(l slog.Level) int {
 	switch {
 	case l >= slog.LevelError:
-		return syslog.LOG_ERR
+		return logErr
 	case l >= slog.LevelWarn:
-		return syslog.LOG_WARNING
+		return logWarning
 	case l >= slog.LevelInfo:
-		return syslog.LOG_INFO
+		return logInfo
 	}
-	return syslog.LOG_DEBUG
+	return logDebug
 }
+
+// Syslog severities (RFC 5424), the same on every system.
+const (
+	logErr     = 3
+	logWarning = 4
+	logInfo    = 6
+	logDebug   = 7
+)
 
 // isJournal reports whether w is the stream that $JOURNAL_STREAM
 // ("DEVICE:INODE", set by systemd for a service whose stderr goes to the
@@ -207,6 +208,6 @@ func isJournal(w io.Writer, getenv func(string) (string, bool)) bool {
 	if err != nil {
 		return false
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && strconv.FormatUint(uint64(st.Dev), 10) == dev && strconv.FormatUint(st.Ino, 10) == ino
+	d, i, ok := fileID(fi)
+	return ok && strconv.FormatUint(d, 10) == dev && strconv.FormatUint(i, 10) == ino
 }

@@ -3,11 +3,6 @@ package main
 import (
 	"bytes"
 	"log/slog"
-	"log/syslog"
-	"net"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +25,8 @@ func TestLevels(t *testing.T) {
 		{7, server.LevelTrace},
 	} {
 		var buf bytes.Buffer
-		log := slog.New(newStderrHandler(&buf, levelFor(tc.debug)))
+		h := newStderrHandler(&buf, levelFor(tc.debug))
+		log := slog.New(h)
 		want := 0
 		for _, l := range all {
 			log.Log(t.Context(), l, "at "+l.String())
@@ -38,6 +34,7 @@ func TestLevels(t *testing.T) {
 				want++
 			}
 		}
+		h.close(5 * time.Second)
 		if got := strings.Count(buf.String(), "\r\n"); got != want {
 			t.Errorf("%d x -d: %d lines, want %d:\n%s", tc.debug, got, want, buf.String())
 		}
@@ -49,8 +46,10 @@ func TestLevels(t *testing.T) {
 func TestLineFormat(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	log := slog.New(newStderrHandler(&buf, slog.LevelInfo))
+	h := newStderrHandler(&buf, slog.LevelInfo)
+	log := slog.New(h)
 	log.Info("request refused", "conn", 2, "reason", "duplicate_name", "detail", "node name already occupied alpha")
+	h.out.flush(5 * time.Second)
 	got := stockTime.ReplaceAllString(buf.String(), "epmd: TIME: ")
 	want := "epmd: TIME: request refused conn=2 reason=duplicate_name detail=\"node name already occupied alpha\"\r\n"
 	if got != want {
@@ -58,45 +57,8 @@ func TestLineFormat(t *testing.T) {
 	}
 	buf.Reset()
 	log.Info("registered node", "name", "a\nb")
+	h.close(5 * time.Second)
 	if strings.Count(buf.String(), "\n") != 1 {
 		t.Errorf("a newline in a value split the line: %q", buf.String())
-	}
-}
-
-// TestSyslogHandler: in the -daemon copy, messages go to syslog with the
-// daemon facility, the tag "epmd" and a severity from their level.
-func TestSyslogHandler(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "log")
-	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	w, err := syslog.Dial("unixgram", path, syslog.LOG_DAEMON|syslog.LOG_ERR, "epmd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	log := slog.New(newSyslogHandler(w, levelFor(0)))
-	log.Debug("not shown without -d")
-	log.Info("request refused", "conn", 2, "reason", "duplicate_name")
-	log.Error("error in accept")
-
-	suffix := "epmd[" + strconv.Itoa(os.Getpid()) + "]: "
-	for _, want := range []struct{ prio, msg string }{
-		{"<30>", "request refused conn=2 reason=duplicate_name"}, // daemon.info
-		{"<27>", "error in accept"},                              // daemon.err
-	} {
-		l.SetReadDeadline(time.Now().Add(5 * time.Second))
-		buf := make([]byte, 1024)
-		n, err := l.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := strings.TrimSuffix(string(buf[:n]), "\n")
-		if !strings.HasPrefix(got, want.prio) || !strings.HasSuffix(got, suffix+want.msg) {
-			t.Errorf("syslog message %q, want %s...%s%s", got, want.prio, suffix, want.msg)
-		}
 	}
 }

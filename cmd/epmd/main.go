@@ -82,7 +82,7 @@ type options struct {
 	packetTimeout int // seconds, atoi value; 0 = default
 	delayAccept   int
 	delayWrite    int
-	argsNoDaemon  []string // the arguments without -daemon, for the detached copy
+	args          []string // the arguments as given, for the detached copy
 
 	getenv func(string) (string, bool)
 }
@@ -180,29 +180,8 @@ func run(args []string, getenv func(string) (string, bool), stdout, stderr io.Wr
 			return usage()
 		}
 	}
-	o.argsNoDaemon = withoutDaemon(args)
+	o.args = args
 	return daemon(o, stderr)
-}
-
-// withoutDaemon returns args without the -daemon options, leaving option
-// values alone even when they read "-daemon" (as in -address -daemon).
-func withoutDaemon(args []string) []string {
-	var out []string
-	for i := 0; i < len(args); i++ {
-		switch args[i] {
-		case "-daemon":
-			continue
-		case "-packet_timeout", "-delay_accept", "-delay_write", "-address", "-port":
-			out = append(out, args[i])
-			if i+1 < len(args) {
-				i++
-				out = append(out, args[i])
-			}
-			continue
-		}
-		out = append(out, args[i])
-	}
-	return out
 }
 
 // atoi is C's atoi, (int)strtol(s, NULL, 10) with glibc: leading white

@@ -91,7 +91,7 @@ func TestOTPDropIn(t *testing.T) {
 		// Fallback: the daemon is detached, not our child.
 		for _, pid := range daemons() {
 			t.Logf("killing leftover daemon %d", pid)
-			syscall.Kill(pid, syscall.SIGKILL)
+			killPid(pid)
 		}
 	})
 

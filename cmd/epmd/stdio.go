@@ -2,9 +2,6 @@ package main
 
 import (
 	"io"
-	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // Stock epmd prints its interactive output with C stdio (printf, fwrite
@@ -51,30 +48,6 @@ type cStdout struct {
 // buffer) fully buffered with BUFSIZ bytes.
 func newCStdout(w io.Writer) *cStdout {
 	return &cStdout{w: w, allocate: func() (int, bool) { return stdioMode(w) }}
-}
-
-// stdioMode is glibc's _IO_file_doallocate: the buffer size and whether
-// the stream is line-buffered.
-func stdioMode(w io.Writer) (size int, lineBuf bool) {
-	size = bufsiz
-	f, ok := w.(*os.File)
-	if !ok {
-		return size, false
-	}
-	fd := int(f.Fd())
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil {
-		return size, false
-	}
-	if st.Mode&unix.S_IFMT == unix.S_IFCHR {
-		if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
-			lineBuf = true
-		}
-	}
-	if st.Blksize > 0 && st.Blksize < bufsiz {
-		size = int(st.Blksize)
-	}
-	return size, lineBuf
 }
 
 func (c *cStdout) Write(p []byte) (int, error) {

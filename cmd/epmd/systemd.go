@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"syscall"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
@@ -95,8 +94,8 @@ func checkListenEnv(getenv func(string) (string, bool)) error {
 		return errListenEnv
 	}
 	for fd := sdListenFDsStart; fd < sdListenFDsStart+n; fd++ {
-		if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0); e != 0 {
-			return e
+		if err := checkFD(fd); err != nil {
+			return err
 		}
 	}
 	return nil

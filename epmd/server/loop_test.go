@@ -1,3 +1,5 @@
+//go:build linux
+
 package server_test
 
 // Tests of the event loop (loop.go): what it leaves in its epoll set when a

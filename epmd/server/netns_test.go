@@ -1,3 +1,5 @@
+//go:build linux
+
 package server_test
 
 // Tests with real network namespaces: remote peers over a veth pair, and

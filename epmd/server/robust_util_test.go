@@ -1,3 +1,5 @@
+//go:build linux
+
 package server_test
 
 // Helpers of the robustness tests (robust_test.go, flood_test.go,

@@ -508,31 +508,16 @@ func TestShutdownClosesRegistrations(t *testing.T) {
 	}
 }
 
-// remoteListener makes every accepted connection claim a non-local peer
-// address, so the local-only rules can be tested on loopback.
-type remoteListener struct{ net.Listener }
-
-type remoteConn struct{ net.Conn }
-
-func (l remoteListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return remoteConn{c}, nil
-}
-
-func (remoteConn) RemoteAddr() net.Addr {
-	return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 40000}
-}
-
+// TestRemotePeer checks the local-only rules with connections whose peer
+// address the seam reports as non-local (server.RemotePeer), on the
+// backend in use.
 func TestRemotePeer(t *testing.T) {
-	srv := server.New(server.Config{Port: 14369, Relaxed: true})
+	srv := server.NewFaulty(server.Config{Port: 14369, Relaxed: true}, true, nil)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(remoteListener{ln})
+	go srv.Serve(ln)
 	defer srv.Shutdown(context.Background())
 	addr := ln.Addr().String()
 	for _, body := range []string{"d", "k", "sfoo"} {
@@ -590,32 +575,16 @@ func TestConcurrentClients(t *testing.T) {
 
 func TestMain(m *testing.M) { os.Exit(m.Run()) }
 
-// failWriteListener gives connections whose every write fails, as when the
-// peer reset the connection before its reply.
-type failWriteListener struct{ net.Listener }
-
-type failWriteConn struct{ net.Conn }
-
-func (l failWriteListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return failWriteConn{c}, nil
-}
-
-func (failWriteConn) Write([]byte) (int, error) { return 0, errors.New("injected write failure") }
-
 // TestWriteFailure pins what happens when a reply cannot be written: the
 // connection is closed and forgotten, and a registration whose reply
 // failed is removed (otp PR #923: no zombie registrations).
 func TestWriteFailure(t *testing.T) {
-	srv := server.New(server.Config{Port: 14369})
+	srv := server.NewFaulty(server.Config{Port: 14369}, false, func() server.WriteFault { return server.FaultError })
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(failWriteListener{ln})
+	go srv.Serve(ln)
 	defer srv.Shutdown(context.Background())
 	addr := ln.Addr().String()
 	for _, raw := range [][]byte{frame([]byte("n")), frame([]byte("zalpha")), alive2(t, alpha)} {

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -78,8 +77,7 @@ func (c *runConfig) fuzzOnce(t target, env []string, execs int64) runResult {
 	cmd.Env = append(os.Environ(), env...)
 	// go test, the test binary, its fuzz workers and whatever they start
 	// share a process group, so that a run over its cap is stopped whole.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	ownGroup(cmd)
 	cmd.WaitDelay = 10 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw

@@ -13,7 +13,7 @@ import (
 // lookupOnce serves one PORT_PLEASE2 of name the way the event loop serves
 // a connection whose request arrived whole (accepted, then read, stepped,
 // answered and closed), over a socket pair, and returns the reply.
-func lookupOnce(t testing.TB, l *evloop, frame []byte, reply []byte) []byte {
+func lookupOnce(t testing.TB, l *epollBackend, frame []byte, reply []byte) []byte {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -33,44 +33,48 @@ func lookupOnce(t testing.TB, l *evloop, frame []byte, reply []byte) []byte {
 	return reply[:n]
 }
 
-// lookupServer starts a server with no listener and the node "held"
-// registered, and returns it with the node.
-func lookupServer(tb testing.TB) (*Server, wire.Node) {
-	s := New(Config{Port: 4369})
+// lookupServer starts a server on the epoll backend with no listener and
+// the node "held" registered, and returns it, its backend and the node.
+// The loop's methods are called on the owner goroutine, through query.
+func lookupServer(tb testing.TB) (*Server, *epollBackend, wire.Node) {
+	s := New(Config{Port: 4369, Backend: BackendEpoll})
 	tb.Cleanup(func() { s.Shutdown(context.Background()) })
-	if s.loop == nil {
-		tb.Skip("no event loop")
-	}
 	node := wire.Node{Name: "held", Port: 4242, Type: 77, High: 6, Low: 5}
-	s.mu.Lock()
-	s.reg.Register(node, 1, 9, 1000)
-	s.mu.Unlock()
-	return s, node
+	s.query(func() { s.o.reg.Register(node, 1, 9, 1000) })
+	return s, s.be.(*epollBackend), node
 }
 
 // TestLookupAllocatesOnlyItsReply pins the look-up path's allocations: a
 // PORT_PLEASE2 served by the event loop allocates its reply's bytes and
 // nothing else (no request, event, state machine or action values), found
-// or not. Calling the loop's methods from the test is safe here: the
-// server has no listener, so the loop's goroutine only waits.
+// or not. The look-ups run on the owner goroutine, as the loop's do, with
+// the ownership checks on.
 func TestLookupAllocatesOnlyItsReply(t *testing.T) {
-	s, node := lookupServer(t)
+	s, l, node := lookupServer(t)
 
 	found, _ := wire.EncodeRequest(&wire.PortPlease2Req{Name: "held"})
 	absent, _ := wire.EncodeRequest(&wire.PortPlease2Req{Name: "absent"})
 	want, _ := (&wire.Port2Resp{Node: node}).AppendBinary(nil)
 	var buf [64]byte
-	if got := lookupOnce(t, s.loop, found, buf[:0]); string(got) != string(want) {
-		t.Fatalf("reply %x, want %x", got, want)
+	var got1, got2 []byte
+	s.query(func() {
+		got1 = append(got1, lookupOnce(t, l, found, buf[:0])...)
+		got2 = append(got2, lookupOnce(t, l, absent, buf[:0])...)
+	})
+	if string(got1) != string(want) {
+		t.Fatalf("reply %x, want %x", got1, want)
 	}
-	if got := lookupOnce(t, s.loop, absent, buf[:0]); string(got) != "w\x01" {
-		t.Fatalf("reply %x, want 7701", got)
+	if string(got2) != "w\x01" {
+		t.Fatalf("reply %x, want 7701", got2)
 	}
 	for _, tc := range []struct {
 		name  string
 		frame []byte
 	}{{"found", found}, {"absent", absent}} {
-		allocs := testing.AllocsPerRun(200, func() { lookupOnce(t, s.loop, tc.frame, buf[:0]) })
+		var allocs float64
+		s.query(func() {
+			allocs = testing.AllocsPerRun(200, func() { lookupOnce(t, l, tc.frame, buf[:0]) })
+		})
 		if allocs > 1 {
 			t.Errorf("look-up, %s: %.1f allocations, want 1 (the reply's bytes)", tc.name, allocs)
 		}
@@ -81,11 +85,13 @@ func TestLookupAllocatesOnlyItsReply(t *testing.T) {
 // a socket pair: accept (the socket is given), read, decode, step, encode,
 // write, close, plus the client side's socketpair, write and read.
 func BenchmarkLookupPath(b *testing.B) {
-	s, _ := lookupServer(b)
+	s, l, _ := lookupServer(b)
 	frame, _ := wire.EncodeRequest(&wire.PortPlease2Req{Name: "held"})
 	var buf [64]byte
 	b.ReportAllocs()
-	for b.Loop() {
-		lookupOnce(b, s.loop, frame, buf[:0])
-	}
+	s.query(func() {
+		for b.Loop() {
+			lookupOnce(b, l, frame, buf[:0])
+		}
+	})
 }

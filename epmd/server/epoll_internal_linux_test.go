@@ -15,19 +15,8 @@ import (
 // eventfd. The loop must not have closed that eventfd by then: its number
 // may already belong to another descriptor, which would get the write.
 func TestLoopFailureNeverPokesAClosedDescriptor(t *testing.T) {
-	s := New(Config{})
-	l := s.loop
-	if l == nil {
-		t.Skip("no event loop")
-	}
-	// Hold off the shutdown that the failing loop starts.
-	s.mu.Lock()
-	locked := true
-	defer func() {
-		if locked {
-			s.mu.Unlock()
-		}
-	}()
+	s := New(Config{Backend: BackendEpoll})
+	l := s.be.(*epollBackend)
 	// Put a pipe where the epoll set was: the loop's next epoll_wait fails.
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
@@ -38,12 +27,13 @@ func TestLoopFailureNeverPokesAClosedDescriptor(t *testing.T) {
 	}
 	unix.Close(p[0])
 	unix.Close(p[1])
-	wake := l.wake
-	l.poke() // out of the epoll_wait it is in (on the set it still holds)
+	wake := l.wakefd
+	s.post(func() {}) // out of the epoll_wait it is in (on the set it still holds)
 
 	select {
-	case <-l.done: // the loop closed its descriptors, wake among them
-	case <-time.After(time.Second):
+	case <-s.exited: // the loop closed its descriptors, wake among them
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loop did not stop after epoll_wait failed")
 	}
 	// Take wake's number if it is free.
 	got := -1
@@ -63,8 +53,6 @@ func TestLoopFailureNeverPokesAClosedDescriptor(t *testing.T) {
 		unix.Close(fd)
 	}
 
-	s.mu.Unlock()
-	locked = false
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {
@@ -85,7 +73,7 @@ func TestLoopFailureNeverPokesAClosedDescriptor(t *testing.T) {
 // belong to another socket in the set, which must not be re-armed under
 // the listener's key.
 func TestDroppedListenerNotRearmed(t *testing.T) {
-	s := New(Config{})
+	s := New(Config{Backend: BackendEpoll})
 	defer s.Shutdown(context.Background())
 	// A loop of our own, not running: the test plays its part.
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -93,25 +81,16 @@ func TestDroppedListenerNotRearmed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(epfd)
-	l := &evloop{s: s, epfd: epfd, wake: -1, pending: map[uint64]*rawConn{},
-		lns: map[uint64]*listenSock{}, quit: make(chan struct{}), done: make(chan struct{})}
+	l := &epollBackend{s: s, epfd: epfd, wakefd: -1, pending: map[uint64]*rawConn{},
+		lns: map[uint64]*listenSock{}}
 
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	raw, err := ln.(*net.TCPListener).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dfd := -1
-	raw.Control(func(fd uintptr) { dfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	failed, err := l.addListener(dfd, ln.Addr())
-	if err != nil {
+	failed := make(chan error, 1)
+	if err := l.listen(ln, func(err error) { failed <- err }); err != nil {
 		t.Fatal(err)
 	}
 	var ls *listenSock

@@ -1,0 +1,6 @@
+package main
+
+import "os"
+
+// fatalSignals: Windows delivers none of these signals to a process.
+var fatalSignals = []os.Signal{}

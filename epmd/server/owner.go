@@ -1,0 +1,456 @@
+package server
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/gopmd/gopmd/epmd/registry"
+	"github.com/gopmd/gopmd/epmd/wire"
+	"github.com/gopmd/gopmd/fsm"
+)
+
+// owner is the protocol state, touched only by the owner goroutine (g
+// checks it in tests). A snapshot of the daemon is this struct's registry
+// and table, with each kept connection's socket.
+type owner struct {
+	g        goroutineLock
+	reg      *registry.Registry
+	conns    map[registry.ConnID]*conn // kept, writing or probing connections
+	nextID   registry.ConnID
+	stopping bool
+	kill     bool // a KILL asked for a shutdown once its actions are done
+
+	// probing lists the connections whose ALIVE2 waits for the holder of
+	// its name to go (see probe).
+	probing []*conn
+
+	// A connection's first step runs on machine, Reset for each, in the
+	// scratch conn one: a look-up allocates neither. A connection that
+	// outlives its first step is moved to a conn and machine of its own
+	// (persist).
+	machine *fsm.Conn
+	one     conn
+
+	// names is the encoding of the last NAMES reply: the registry's Names
+	// is the same slice until the registry changes. The bytes are never
+	// written to after, so a reply under way may share them.
+	names namesCache
+}
+
+// conn is one connection: its state machine and its socket, as the
+// backend gave it.
+type conn struct {
+	id   registry.ConnID
+	m    *fsm.Conn
+	fd   int    // its descriptor: the epoll backend's socket, DUMP's fd
+	ps   *psock // the portable backend's connection; nil with epoll
+	peer netip.Addr
+
+	persisted bool // in the owner's table, on a conn of its own
+	closed    bool
+	kept      bool // its actions ended without a Close: a kept socket
+
+	// The epoll backend's registration: watched says the descriptor is in
+	// the set under its ConnID; inSet that it still is under the pending
+	// key it waited with, which no longer leads anywhere.
+	watched, inSet bool
+
+	// writeFailed is set when a reply could not be written in full: the
+	// close is then a reset, so that the client sees an error rather
+	// than a reply that merely looks short (NAMES and DUMP end at the
+	// close).
+	writeFailed bool
+
+	// A reply under way: out[off:] is still to be written (epoll), by
+	// writeBy; after holds the actions that follow its Send.
+	out     []byte
+	off     int
+	writeBy time.Time
+	after   []fsm.Action
+
+	probe *probeWait
+}
+
+// probeWait is an ALIVE2 waiting for the holder of its name to go.
+type probeWait struct {
+	holder      registry.ConnID
+	start, next time.Time
+	until       time.Time
+	pause       time.Duration
+}
+
+// arrival is a connection's first appearance before the owner, with its
+// request or what ended it first.
+type arrival struct {
+	fd    int
+	ps    *psock
+	peer  netip.Addr
+	local bool
+	inSet bool // epoll: it waited in the set under a pending key
+}
+
+// arrived steps a connection's first event: its request req if not nil,
+// else ev. Owner only.
+func (s *Server) arrived(a arrival, req wire.Request, ev fsm.Event) {
+	o := &s.o
+	o.g.check()
+	if o.stopping {
+		c := conn{fd: a.fd, ps: a.ps, inSet: a.inSet}
+		s.be.close(&c, false)
+		return
+	}
+	o.nextID++
+	c := &o.one
+	*c = conn{id: o.nextID, m: o.machine, fd: a.fd, ps: a.ps, peer: a.peer, inSet: a.inSet}
+	c.m.Reset(fsm.Config{ID: c.id, Fd: a.fd, Local: a.local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port})
+	if s.logConns {
+		s.log.Log(context.Background(), LevelConn, "connection opened",
+			"conn", uint64(c.id), "fd", a.fd, "peer", a.peer.String(), "local", a.local)
+	}
+	var acts []fsm.Action
+	if req != nil {
+		acts = s.stepRequest(c, req)
+	} else {
+		acts = s.step(c, ev)
+	}
+	s.exec(c, acts)
+}
+
+// event steps a kept connection with ev: its peer's byte, end or error.
+// Owner only.
+func (s *Server) event(c *conn, ev fsm.Event) {
+	s.o.g.check()
+	if c.closed {
+		return
+	}
+	s.exec(c, s.step(c, ev))
+}
+
+// sent resumes a connection whose reply the backend finished writing, or
+// failed to (err). Owner only.
+func (s *Server) sent(c *conn, err error) {
+	s.o.g.check()
+	if c.closed {
+		return
+	}
+	acts := c.after
+	c.after = nil
+	if err != nil {
+		if more := s.writeFailed(c, err); more != nil {
+			acts = more
+		}
+	}
+	s.exec(c, acts)
+}
+
+// exec carries out fsm's actions for c, in order: the one place that does.
+// A Send the socket cannot take at once suspends the rest until the
+// backend reports the write (sent); a ProbeOwner, until the probe is
+// answered. Actions that end without a Close leave a kept socket.
+func (s *Server) exec(c *conn, acts []fsm.Action) {
+	o := &s.o
+	o.g.check()
+	s.run(c, acts)
+	if o.kill && !o.stopping {
+		o.kill = false
+		s.shutdown(killMessage)
+	}
+}
+
+func (s *Server) run(c *conn, acts []fsm.Action) {
+	o := &s.o
+	for i := 0; i < len(acts); i++ {
+		switch a := acts[i].(type) {
+		case fsm.Send:
+			b, err := s.encode(a.Resp)
+			done := false
+			if err == nil {
+				if s.cfg.DelayWrite > 0 {
+					time.Sleep(s.cfg.DelayWrite)
+				}
+				done, err = s.be.send(c, b)
+			}
+			if err == nil && !done {
+				// The rest waits for the write: the actions are the
+				// machine's until its next Reset, so they are copied.
+				c = s.persist(c)
+				c.after = append([]fsm.Action(nil), acts[i+1:]...)
+				return
+			}
+			if err != nil {
+				if more := s.writeFailed(c, err); more != nil {
+					acts, i = more, -1
+				}
+			}
+		case fsm.Close:
+			s.closeConn(c, a)
+			return
+		case fsm.CloseConn:
+			// STOP of another connection's node, or the holder of a
+			// name found gone: close its socket now.
+			if other := o.conns[a.ID]; other != nil {
+				s.closeConn(other, fsm.Close{Reason: "stopped"})
+			}
+		case fsm.Shutdown:
+			o.kill = true
+		case fsm.ProbeOwner:
+			s.probe(s.persist(c), a.ID)
+			return
+		case fsm.RegisteredNode:
+			s.log.Debug("registered node", "conn", uint64(c.id), "name", a.Node.Name,
+				"port", a.Node.Port, "creation", a.Creation)
+		case fsm.UnregisteredNode:
+			s.log.Debug("unregistered node", "conn", uint64(c.id), "name", a.Name)
+		case fsm.Refusal:
+			// Stock's words alone, as stock logs them without -d.
+			s.log.Info(a.Detail)
+		}
+	}
+	// No Close: the socket stays open, watched for its peer's next byte
+	// or end.
+	c = s.persist(c)
+	if c.kept {
+		return
+	}
+	c.kept = true
+	if err := s.be.keep(c); err != nil {
+		// Out of kernel memory: a registration nobody watches would
+		// outlive its node, so end it now.
+		s.log.Error("cannot watch a registered connection", "conn", uint64(c.id), "err", err)
+		s.run(c, s.step(c, fsm.PeerClosed{Err: err}))
+	}
+}
+
+// writeFailed tells the machine a reply failed, and returns its new
+// actions, or nil when it had already planned its close.
+func (s *Server) writeFailed(c *conn, err error) []fsm.Action {
+	c.writeFailed = true
+	if more := s.step(c, fsm.WriteFailed{Err: err}); len(more) > 0 {
+		return more
+	}
+	return nil
+}
+
+// persist moves a connection off the scratch conn and machine, into the
+// table, so that it can wait. It returns the connection's own conn.
+func (s *Server) persist(c *conn) *conn {
+	if c.persisted {
+		return c
+	}
+	o := &s.o
+	pc := new(conn)
+	*pc = *c
+	pc.m = c.m.Clone()
+	pc.persisted = true
+	if pc.ps != nil {
+		pc.ps.c = pc
+	}
+	o.conns[pc.id] = pc
+	return pc
+}
+
+// closeConn closes a connection, with a reset if a reply failed, and
+// forgets it.
+func (s *Server) closeConn(c *conn, cl fsm.Close) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	if c.persisted {
+		delete(s.o.conns, c.id)
+	}
+	s.be.close(c, c.writeFailed)
+	// logClose: stock epmd's own message, alone, when it has one
+	// (refusals and protocol errors show without -d, as stock's level-0
+	// messages do); otherwise a debug line.
+	if cl.Detail != "" {
+		s.log.Info(cl.Detail)
+	}
+	if s.logConns {
+		s.log.Log(context.Background(), LevelConn, "connection closed", "conn", uint64(c.id), "reason", cl.Reason)
+	}
+}
+
+// probe answers a ProbeOwner: at once if the holder's socket already shows
+// its end (or the grace is negative), else once it does, or the holder
+// is forgotten, or the grace has passed (idle looks). An Erlang node (OTP
+// 25) that stops and restarts distribution closes its old registration
+// socket asynchronously, when the VM gets round to closing the dead
+// erl_epmd process's port, and that can come a moment after the new
+// ALIVE2: with a look at once alone about 1 restart in 400 was still
+// refused.
+func (s *Server) probe(c *conn, holder registry.ConnID) {
+	h := s.o.conns[holder]
+	gone := h == nil || s.be.gone(h)
+	if gone || s.cfg.ProbeGrace < 0 {
+		s.run(c, s.step(c, fsm.OwnerProbed{Gone: gone}))
+		return
+	}
+	// Nothing of this socket may wake the backend while it waits.
+	s.be.hold(c)
+	now := time.Now()
+	c.probe = &probeWait{holder: holder, start: now, next: now.Add(time.Millisecond),
+		until: now.Add(s.cfg.ProbeGrace), pause: time.Millisecond}
+	s.o.probing = append(s.o.probing, c)
+}
+
+// idle runs before the owner waits: it answers the probes that are due and
+// returns when the next is (zero: none). Owner only.
+func (s *Server) idle() time.Time {
+	o := &s.o
+	if len(o.probing) == 0 {
+		return time.Time{}
+	}
+	o.g.check()
+	now := time.Now()
+	list := o.probing
+	o.probing = nil
+	var next time.Time
+	for _, c := range list {
+		p := c.probe
+		if c.closed || p == nil {
+			continue
+		}
+		h := o.conns[p.holder]
+		answer, gone := false, false
+		switch {
+		case h == nil:
+			// Forgotten meanwhile (its own end was handled, a STOP
+			// closed it): a node's close can reach the daemon a moment
+			// after its new ALIVE2 when the machine is busy.
+			answer, gone = true, true
+		case !now.Before(p.next):
+			if s.be.gone(h) {
+				answer, gone = true, true
+			} else if !now.Before(p.until) {
+				answer = true
+			} else {
+				p.pause = min(2*p.pause, maxProbePause)
+				p.next = now.Add(p.pause)
+				if p.next.After(p.until) {
+					p.next = p.until
+				}
+			}
+		}
+		if answer {
+			if gone {
+				s.log.Debug("holder of a requested name went away", "waited", now.Sub(p.start))
+			}
+			c.probe = nil
+			s.exec(c, s.step(c, fsm.OwnerProbed{Gone: gone}))
+			continue
+		}
+		o.probing = append(o.probing, c)
+		if next.IsZero() || p.next.Before(next) {
+			next = p.next
+		}
+	}
+	return next
+}
+
+// shutdown stops accepting, closes every connection (registered nodes see
+// their socket close) and closes Done; the backend then returns. Owner
+// only.
+func (s *Server) shutdown(why string) {
+	o := &s.o
+	o.g.check()
+	if o.stopping {
+		return
+	}
+	o.stopping = true
+	for id, c := range o.conns {
+		c.closed = true
+		s.be.close(c, c.writeFailed)
+		delete(o.conns, id)
+	}
+	o.probing = nil
+	close(s.done)
+	if why == killMessage {
+		s.log.Info(why)
+	} else {
+		s.log.Debug("shutting down", "reason", why)
+	}
+	s.be.stop()
+}
+
+// killMessage is what stock epmd logs, even without -d, when KILL stops it.
+const killMessage = "got EPMD_KILL_REQ - terminates normal"
+
+// stepRequest is step for a complete request, through fsm.StepRequest,
+// which does not allocate an event.
+func (s *Server) stepRequest(c *conn, req wire.Request) []fsm.Action {
+	before := c.m.State()
+	now := s.cfg.Now().Unix()
+	acts := c.m.StepRequest(s.o.reg, req, now)
+	if s.logSteps {
+		s.log.Log(context.Background(), LevelTrace, "step",
+			"conn", uint64(c.id), "state", before.String(),
+			"event", eventName(fsm.Received{Req: req, Now: now}), "next", c.m.State().String())
+	}
+	return acts
+}
+
+func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
+	before := c.m.State()
+	acts := c.m.Step(s.o.reg, ev)
+	if s.logSteps {
+		s.log.Log(context.Background(), LevelTrace, "step",
+			"conn", uint64(c.id), "state", before.String(), "event", eventName(ev), "next", c.m.State().String())
+	}
+	return acts
+}
+
+// namesCache is an encoded NAMES reply and the entries it was made from.
+type namesCache struct {
+	port  uint32
+	nodes []wire.NameEntry
+	b     []byte
+}
+
+// encode returns a reply's bytes. A NAMES reply is encoded once for as
+// long as the registry does not change: registry.Names returns the same
+// slice until then, and a new one after, so the slice says whether the
+// cached bytes still hold.
+func (s *Server) encode(r wire.Response) ([]byte, error) {
+	nr, ok := r.(*wire.NamesResp)
+	if !ok {
+		return r.AppendBinary(nil)
+	}
+	nc := &s.o.names
+	if nc.b != nil && nc.port == nr.Port && sameSlice(nc.nodes, nr.Nodes) {
+		return nc.b, nil
+	}
+	b, err := nr.AppendBinary(nil)
+	if err == nil {
+		*nc = namesCache{port: nr.Port, nodes: nr.Nodes, b: b}
+	}
+	return b, err
+}
+
+// sameSlice reports whether a and b are the same slice: same length, same
+// first element in memory.
+func sameSlice(a, b []wire.NameEntry) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+func eventName(ev fsm.Event) string {
+	switch ev := ev.(type) {
+	case fsm.Received:
+		return "received " + ev.Req.Tag().String()
+	case fsm.Malformed:
+		return "malformed: " + ev.Err.Error()
+	case fsm.Data:
+		return "data"
+	case fsm.PeerClosed:
+		return "peer closed"
+	case fsm.Timeout:
+		return "timeout"
+	case fsm.WriteFailed:
+		return "write failed"
+	case fsm.OwnerProbed:
+		return "owner probed, gone=" + strconv.FormatBool(ev.Gone)
+	}
+	return "unknown"
+}
