@@ -293,7 +293,6 @@ func (r *runner) ownWait(s step) time.Duration {
 	return defaultWithin
 }
 
-
 func (r *runner) body() *Outcome {
 	c, t := r.c, r.t
 	defer r.cleanup()
