@@ -97,7 +97,11 @@ const (
 )
 
 func (l Limits) start() time.Duration { return orDefault(l.Start, DefaultStartLimit) }
-func (l Limits) step() time.Duration  { return orDefault(l.Step, DefaultStepLimit) }
+
+// cli bounds a run of the client: half the start limit, at least 10 s (a
+// client that starts a BEAM takes about as long as a daemon that does).
+func (l Limits) cli() time.Duration  { return max(l.start()/2, 10*time.Second) }
+func (l Limits) step() time.Duration { return orDefault(l.Step, DefaultStepLimit) }
 func (l Limits) caseLimit() time.Duration {
 	return orDefault(l.Case, DefaultCaseLimit)
 }

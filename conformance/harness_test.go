@@ -133,11 +133,12 @@ func TestMuteDaemonIsTimeout(t *testing.T) {
 // The case limit ends a case in the middle of a step, naming the step.
 func TestCaseLimit(t *testing.T) {
 	tg := fake("y")
-	tg.Limits.Case = 500 * time.Millisecond
+	tg.Limits.Case = 3 * time.Second
 	start := time.Now()
 	o := RunCase(context.Background(), tg, parseCase(t, "x.txt", "daemon\nsleep 30s\n"), nil)
-	if o.Status != Timeout || !strings.Contains(o.Reason, "case limit") || o.Line != 2 {
-		t.Errorf("status %v, line %d, reason %q", o.Status, o.Line, o.Reason)
+	// On a loaded machine the limit may strike during the start (line 1).
+	if o.Status != Timeout || !strings.Contains(o.Reason, "case limit") || (o.Line == 2) != (o.Step == "sleep 30s") || o.Line == 0 {
+		t.Errorf("status %v, line %d, step %q, reason %q", o.Status, o.Line, o.Step, o.Reason)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("took %v", d)

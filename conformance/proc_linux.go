@@ -93,13 +93,26 @@ func killOrphanListener(port int) {
 	if len(inodes) == 0 {
 		return
 	}
+	var killed []int
 	for _, pid := range runningOrphans() {
 		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		for _, fd := range fds {
 			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[l] {
 				syscall.Kill(pid, syscall.SIGKILL)
+				killed = append(killed, pid)
 				break
 			}
+		}
+	}
+	// Collect them, so that their sockets are gone when we return.
+	deadline := time.Now().Add(2 * time.Second)
+	for _, pid := range killed {
+		for time.Now().Before(deadline) {
+			var ws syscall.WaitStatus
+			if n, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); n == pid || err != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }

@@ -266,7 +266,7 @@ func (r *runner) watchConn(c net.Conn) {
 
 // ownWait is how long a step says it may wait, on top of which the step
 // limit applies.
-func ownWait(s step) time.Duration {
+func (r *runner) ownWait(s step) time.Duration {
 	switch s := s.(type) {
 	case *sleepStep:
 		return s.d
@@ -288,13 +288,10 @@ func ownWait(s step) time.Duration {
 	case *expectDaemonStep:
 		return s.within
 	case *runStep:
-		return cliLimit
+		return r.t.Limits.cli()
 	}
 	return defaultWithin
 }
-
-// cliLimit bounds a run of the client.
-const cliLimit = 10 * time.Second
 
 func (r *runner) body() *Outcome {
 	c, t := r.c, r.t
@@ -337,7 +334,7 @@ func (r *runner) body() *Outcome {
 		if err := r.ctx.Err(); err != nil {
 			return r.finish(s, err)
 		}
-		r.begin(s, ownWait(s))
+		r.begin(s, r.ownWait(s))
 		err := r.exec(s)
 		if err == nil {
 			continue
@@ -1228,7 +1225,7 @@ func (r *runner) run(s *runStep) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, cliLimit)
+	ctx, cancel := context.WithTimeout(r.ctx, r.t.Limits.cli())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = r.t.Dir
@@ -1250,7 +1247,7 @@ func (r *runner) run(s *runStep) error {
 		// A daemon-only binary started as a client serves instead of
 		// answering: the CLI is missing.
 		return &errBlocked{"cli", &errTimeout{fmt.Sprintf("%s to finish, for %v; stdout %q, stderr %q",
-			strings.Join(argv, " "), cliLimit, tail(stdout.String(), 300), tail(stderr.String(), 300))}}
+			strings.Join(argv, " "), r.t.Limits.cli(), tail(stdout.String(), 300), tail(stderr.String(), 300))}}
 	}
 	r.last = &cliResult{stdout: []byte(stdout.String()), stderr: []byte(stderr.String()), code: cmd.ProcessState.ExitCode(), args: args}
 	r.logf("%d: %s -> exit %d, stdout %q, stderr %q", s.src.first, s.src.text, r.last.code, tail(stdout.String(), 300), tail(stderr.String(), 300))

@@ -99,7 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "time limit for the whole run; the cases still running then, and those not yet started, are TIMEOUT")
 	fs.DurationVar(&o.caseTimeout, "case-timeout", conformance.DefaultCaseLimit, "time limit for one case, daemon start and stop included")
 	fs.DurationVar(&o.stepTimeout, "step-timeout", conformance.DefaultStepLimit, "how much longer than its own stated wait a step may take")
-	fs.DurationVar(&o.startTimeout, "start-timeout", conformance.DefaultStartLimit, "how long a daemon may take to answer the readiness probe after it starts")
+	fs.DurationVar(&o.startTimeout, "start-timeout", conformance.DefaultStartLimit, "how long a daemon may take to answer the readiness probe after it starts (a client run may take half as long, at least 10s)")
 	fs.StringVar(&o.without, "without", "", "capabilities the daemon under test lacks, comma-separated; cases needing them are skipped (cli, names, dump, kill, stop, daemon-mode, systemd, ipv6, log, exit, alive2, alive2-v, or a daemon flag such as -relaxed_command_check)")
 	fs.StringVar(&o.expect, "expect", "", "an expected-differences file: lines \"CASE-PATTERN REASON\"; a matching case that fails is reported as DIFF")
 	fs.StringVar(&o.probe, "probe", conformance.ProbePortPlease, "how to tell that a started daemon is ready: port-please (ask for an unknown name), names, or connect")
