@@ -20,6 +20,7 @@ type owner struct {
 	conns    map[registry.ConnID]*conn // kept, writing or probing connections
 	nextID   registry.ConnID
 	stopping bool
+	frozen   bool // handing over: not accepting, kept sockets not watched (handover.go)
 	kill     bool // a KILL asked for a shutdown once its actions are done
 
 	// probing lists the connections whose ALIVE2 waits for the holder of
