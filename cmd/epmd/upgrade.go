@@ -34,8 +34,8 @@ import (
 const envUpgradeFD = "GOPMD_UPGRADE_FD"
 
 // envUpgradeHook makes the new program misbehave at a point of the
-// takeover, for tests: "hello:die", "received:stall", "serving:fail", ...
-// (points hello, received, serving; actions die, stall, fail).
+// takeover, for tests: "hello:die", "received:stall", "restored:fail", ...
+// (points hello, received, restored; actions die, stall, fail).
 const envUpgradeHook = "GOPMD_TEST_UPGRADE_HOOK"
 
 // Bounds of an upgrade, as seen by the old process.

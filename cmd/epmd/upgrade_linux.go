@@ -176,6 +176,7 @@ func upgradeHook(o options, point string, uc *net.UnixConn) {
 	if p != point {
 		return
 	}
+	fmt.Fprintln(os.Stderr, "test hook: "+v)
 	switch action {
 	case "die":
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -212,6 +213,9 @@ func takeOver(o options, uc *net.UnixConn, cfg server.Config, log *slog.Logger) 
 	if err != nil {
 		return failed(err)
 	}
+	// Restored, not yet accepting: the old process is frozen, so a
+	// stall here holds new connections in the backlog until it gives up.
+	upgradeHook(o, "restored", uc)
 	log.Info(fmt.Sprintf("upgrade: gopmd %s took over: %d listening sockets, %d registration sockets", versionString(), len(lns), srv.NumConns()))
 	return srv, lns, nil
 }
@@ -266,7 +270,6 @@ func restoreFiles(cfg server.Config, files []handover.NamedFile, snap []byte) (*
 
 // tookOver tells the old process that this one serves.
 func tookOver(o options, uc *net.UnixConn) {
-	upgradeHook(o, "serving", uc)
 	uc.SetDeadline(time.Now().Add(time.Second))
 	uc.Write(handover.AppendControl(nil, handover.Control{Kind: handover.Serving}))
 	uc.Close()
