@@ -66,7 +66,7 @@ func startDaemon() (*daemonFixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Debug 1 caps the remembered names at 5, as -d does, so DUMP stays
+	// The remembered names are capped at 5, as -d does, so DUMP stays
 	// short and recycled records get exercised.
 	srv := server.New(server.Config{Port: configuredPort, PacketTimeout: fuzzPacketTimeout, MaxRemembered: registry.DebugMaxRemembered})
 	go srv.Serve(ln)
