@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"time"
@@ -156,7 +157,7 @@ func (s *Server) exec(c *conn, acts []fsm.Action) {
 	s.run(c, acts)
 	if o.kill && !o.stopping {
 		o.kill = false
-		s.shutdown(killMessage)
+		s.shutdown(killMessage, slog.LevelInfo)
 	}
 }
 
@@ -352,9 +353,9 @@ func (s *Server) idle() time.Time {
 }
 
 // shutdown stops accepting, closes every connection (registered nodes see
-// their socket close) and closes Done; the backend then returns. Owner
-// only.
-func (s *Server) shutdown(why string) {
+// their socket close) and closes Done; the backend then returns. why is
+// logged at level. Owner only.
+func (s *Server) shutdown(why string, level slog.Level) {
 	o := &s.o
 	o.g.check()
 	if o.stopping {
@@ -368,11 +369,7 @@ func (s *Server) shutdown(why string) {
 	}
 	o.probing = nil
 	close(s.done)
-	if why == killMessage {
-		s.log.Info(why)
-	} else {
-		s.log.Debug("shutting down", "reason", why)
-	}
+	s.log.Log(context.Background(), level, why)
 	s.be.stop()
 }
 
