@@ -65,7 +65,7 @@ func newServer(o options, cfg server.Config, log *slog.Logger) (*server.Server, 
 	var files []handover.NamedFile
 	for _, f := range stored {
 		if f.Name() == server.SnapshotName {
-			b, err := io.ReadAll(io.LimitReader(f, 1<<30))
+			b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<30)) // from its start, whatever its offset
 			f.Close()
 			if err != nil {
 				log.Error("restart: cannot read the stored snapshot: " + err.Error())
