@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -122,7 +123,13 @@ func upgrade(o options, srv *server.Server, log *slog.Logger) bool {
 		pid, hello.Version, len(fr.Listeners), len(fr.Conns), time.Since(start).Round(time.Millisecond)))
 	if o.systemd {
 		// The new process is the service's main process now.
+		// The new process is the service's main process now; systemd
+		// must know before this one exits, or it takes the exit for the
+		// service's end.
 		sdNotify("MAINPID=" + strconv.Itoa(pid))
+		if err := notifyBarrier(5 * time.Second); err != nil {
+			log.Error("upgrade: systemd did not confirm the new main process: " + err.Error())
+		}
 	}
 	cmd.Process.Release()
 	srv.Abandon()
@@ -273,4 +280,37 @@ func tookOver(o options, uc *net.UnixConn) {
 	uc.SetDeadline(time.Now().Add(time.Second))
 	uc.Write(handover.AppendControl(nil, handover.Control{Kind: handover.Serving}))
 	uc.Close()
+}
+
+// notifyBarrier waits until the service manager has read every
+// notification sent before it, as sd_notify_barrier does: BARRIER=1 with
+// the write end of a pipe, which the manager closes once it got there.
+func notifyBarrier(timeout time.Duration) error {
+	ns := os.Getenv("NOTIFY_SOCKET")
+	if ns == "" {
+		return nil
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return err
+	}
+	r := os.NewFile(uintptr(p[0]), "barrier")
+	defer r.Close()
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(p[1])
+		return err
+	}
+	err = unix.Sendmsg(fd, []byte("BARRIER=1"), unix.UnixRights(p[1]), &unix.SockaddrUnix{Name: ns}, 0)
+	unix.Close(fd)
+	unix.Close(p[1])
+	if err != nil {
+		return err
+	}
+	r.SetReadDeadline(time.Now().Add(timeout))
+	_, err = r.Read(make([]byte, 1))
+	if err == io.EOF {
+		return nil
+	}
+	return err
 }

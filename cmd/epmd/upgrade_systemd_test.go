@@ -279,6 +279,17 @@ func TestSystemdRestartKeepsRegistrations(t *testing.T) {
 	// The store no longer holds them: a node that leaves is seen leaving.
 	regs[5].Close()
 	waitFor(t, "raw005 gone", func() bool { return !strings.Contains(names(t, port), "raw005") })
-	next.Process.Signal(syscall.SIGTERM)
+
+	// An in-place upgrade under systemd: the old process names the new
+	// one the main process, and waits for systemd to have read it.
+	next.Process.Signal(syscall.SIGUSR2)
+	m, _ := log.waitMatch(t, 0, tookOverLine, 30*time.Second)
+	sd.waitMsg(t, "MAINPID="+m[1], 1)
 	next.Wait()
+	if c := log.count(regexp.MustCompile(`did not confirm`)); c != 0 {
+		t.Errorf("the barrier failed:\n%s", log)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	syscall.Kill(pid, syscall.SIGTERM) // the process this test's daemon started
+	waitGone(t, pid)
 }
