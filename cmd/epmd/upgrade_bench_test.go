@@ -48,7 +48,7 @@ func benchRestart(b *testing.B, im impl, erl string) {
 	log := &lineLog{grew: make(chan struct{})}
 	start := func() {
 		d = exec.Command(im.bin, "-port", strconv.Itoa(port), "-address", "127.0.0.1")
-		d.Env = baseEnv()
+		d.Env = append(baseEnv(), "GOPMD_BACKEND=epoll")
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			b.Fatal(err)

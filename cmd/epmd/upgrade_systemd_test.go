@@ -170,7 +170,7 @@ func (f *fakeSystemd) start(t *testing.T, bin string, log *lineLog, args ...stri
 		len(files), strings.Join(names, ":"))
 	cmd := exec.Command("sh", append([]string{"-c", script, bin}, args...)...)
 	cmd.ExtraFiles = files
-	cmd.Env = append(baseEnv(), "NOTIFY_SOCKET="+f.path)
+	cmd.Env = append(baseEnv(), "NOTIFY_SOCKET="+f.path, "GOPMD_BACKEND=epoll")
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

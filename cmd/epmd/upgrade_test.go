@@ -133,7 +133,7 @@ func startUpgradable(t *testing.T, path string, env []string) *upgradable {
 			t.Fatal(err)
 		}
 		u.first = exec.Command(path, "-port", strconv.Itoa(port), "-address", "127.0.0.1", "-d")
-		u.first.Env = append(baseEnv(), env...)
+		u.first.Env = append(append(baseEnv(), "GOPMD_BACKEND=epoll"), env...)
 		u.first.Stderr = pw
 		if err := u.first.Start(); err != nil {
 			t.Fatal(err)
@@ -478,4 +478,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// With the portable backend, SIGUSR2 is refused with a log line and the
+// daemon serves on, registrations kept.
+func TestUpgradePortableRefuses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "epmd")
+	install(t, ourBin, path)
+	u := startUpgradable(t, path, []string{"GOPMD_BACKEND=portable"})
+	regs := registerRaw(t, u.port, 3)
+	before := names(t, u.port)
+	syscall.Kill(int(u.pid.Load()), syscall.SIGUSR2)
+	u.log.waitMatch(t, 0, regexp.MustCompile(`upgrade refused: the portable backend cannot hand over its sockets; still serving`), 30*time.Second)
+	if after := names(t, u.port); after != before {
+		t.Errorf("names before:\n%s\nafter:\n%s", before, after)
+	}
+	checkOpen(t, regs)
 }

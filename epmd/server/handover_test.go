@@ -4,6 +4,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"testing"
@@ -29,7 +30,7 @@ func handOver(t *testing.T, d *daemon) *server.Server {
 	for _, nf := range fr.Conns {
 		conns[nf.Name] = nf.File
 	}
-	s2, err := server.Restore(server.Config{Port: 14369, Now: func() time.Time { return t0 }}, fr.Snapshot, conns)
+	s2, err := server.Restore(server.Config{Port: 14369, Now: func() time.Time { return t0 }, Backend: server.BackendEpoll}, fr.Snapshot, conns)
 	if err != nil {
 		fr.Close()
 		t.Fatal(err)
@@ -61,7 +62,7 @@ func portPlease(t *testing.T, addr, name string) []byte {
 // refused, creations go on, and a socket whose peer left in transit frees
 // its name.
 func TestHandoverRestoresState(t *testing.T) {
-	d := startServer(t, server.Config{})
+	d := startServer(t, server.Config{Backend: server.BackendEpoll})
 	ca, _ := register(t, d.addr(), alpha)
 	cb, _ := register(t, d.addr(), beta)
 	refused, reply := register(t, d.addr(), alpha) // duplicate: refused, kept open
@@ -141,7 +142,7 @@ func TestHandoverRestoresState(t *testing.T) {
 // A peer that leaves while its socket is in transit: the new server
 // finds it gone at once and frees its name.
 func TestHandoverPeerGoneInTransit(t *testing.T) {
-	d := startServer(t, server.Config{})
+	d := startServer(t, server.Config{Backend: server.BackendEpoll})
 	ca, _ := register(t, d.addr(), alpha)
 	fr, err := d.srv.Freeze(context.Background(), 0)
 	if err != nil {
@@ -152,7 +153,7 @@ func TestHandoverPeerGoneInTransit(t *testing.T) {
 	for _, nf := range fr.Conns {
 		conns[nf.Name] = nf.File
 	}
-	s2, err := server.Restore(server.Config{Port: 14369}, fr.Snapshot, conns)
+	s2, err := server.Restore(server.Config{Port: 14369, Backend: server.BackendEpoll}, fr.Snapshot, conns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestHandoverPeerGoneInTransit(t *testing.T) {
 
 // Restore refuses descriptors that do not match the snapshot.
 func TestRestoreChecksDescriptors(t *testing.T) {
-	d := startServer(t, server.Config{})
+	d := startServer(t, server.Config{Backend: server.BackendEpoll})
 	register(t, d.addr(), alpha)
 	fr, err := d.srv.Freeze(context.Background(), 0)
 	if err != nil {
@@ -177,12 +178,26 @@ func TestRestoreChecksDescriptors(t *testing.T) {
 	}
 	defer fr.Close()
 	defer d.srv.Thaw()
-	if _, err := server.Restore(server.Config{}, fr.Snapshot, map[string]*os.File{}); err == nil {
+	if _, err := server.Restore(server.Config{Backend: server.BackendEpoll}, fr.Snapshot, map[string]*os.File{}); err == nil {
 		t.Error("restored without the registration's socket")
 	}
 	extra, _ := os.Open(os.DevNull)
 	f, _ := os.Open(os.DevNull)
-	if _, err := server.Restore(server.Config{}, fr.Snapshot, map[string]*os.File{fr.Conns[0].Name: f, server.ConnPrefix + "999": extra}); err == nil {
+	if _, err := server.Restore(server.Config{Backend: server.BackendEpoll}, fr.Snapshot, map[string]*os.File{fr.Conns[0].Name: f, server.ConnPrefix + "999": extra}); err == nil {
 		t.Error("restored with a descriptor the snapshot does not name")
 	}
+}
+
+// The portable backend cannot hand over its sockets: Freeze refuses and
+// the server serves on.
+func TestHandoverPortableRefuses(t *testing.T) {
+	d := startServer(t, server.Config{Backend: server.BackendPortable})
+	c, _ := register(t, d.addr(), alpha)
+	if _, err := d.srv.Freeze(context.Background(), 0); !errors.Is(err, server.ErrHandoverUnsupported) {
+		t.Fatalf("Freeze: %v", err)
+	}
+	if got := portPlease(t, d.addr(), "alpha"); len(got) < 4 || got[1] != 0 {
+		t.Errorf("PORT_PLEASE2 after the refusal: %x", got)
+	}
+	c.Close()
 }
