@@ -99,6 +99,7 @@ func upgrade(o options, srv *server.Server, log *slog.Logger) bool {
 	case hello.Kind != handover.Hello || hello.Pid != pid:
 		return fail(fmt.Sprintf("unexpected %s from pid %d", hello.Kind, hello.Pid))
 	}
+	frozenAt := time.Now()
 	fr, err := srv.Freeze(context.Background(), upgradeDrain)
 	if err != nil {
 		return fail("cannot freeze: " + err.Error())
@@ -119,8 +120,9 @@ func upgrade(o options, srv *server.Server, log *slog.Logger) bool {
 	case m.Kind != handover.Serving:
 		return fail("unexpected " + m.Kind)
 	}
-	log.Info(fmt.Sprintf("upgrade: pid %d (gopmd %s) took over %d listening and %d registration sockets in %v",
-		pid, hello.Version, len(fr.Listeners), len(fr.Conns), time.Since(start).Round(time.Millisecond)))
+	log.Info(fmt.Sprintf("upgrade: pid %d (gopmd %s) took over %d listening and %d registration sockets in %v (not accepting for %v)",
+		pid, hello.Version, len(fr.Listeners), len(fr.Conns), time.Since(start).Round(time.Millisecond),
+		time.Since(frozenAt).Round(100*time.Microsecond)))
 	if o.systemd {
 		// The new process is the service's main process now.
 		// The new process is the service's main process now; systemd

@@ -495,3 +495,79 @@ func TestUpgradePortableRefuses(t *testing.T) {
 	}
 	checkOpen(t, regs)
 }
+
+// TestUpgradeDaemonized: a daemon started with -daemon (as erl starts it)
+// upgrades in place too: the new process is a -daemon copy with the same
+// command line, and nothing is lost.
+func TestUpgradeDaemonized(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "epmd")
+	install(t, ourBin, path)
+	var port, pid int
+	var args []string
+	for range startAttempts {
+		port = freePort(t)
+		args = append(portArgs(port), "-daemon", "-address", "127.0.0.1")
+		runBin(t, path, []string{"GOPMD_BACKEND=epoll"}, args...)
+		if waitUp(t, port, nil) {
+			pid = findDaemon(t, path, port)
+			break
+		}
+	}
+	if pid == 0 {
+		t.Fatal("no detached daemon")
+	}
+	serving := pid
+	t.Cleanup(func() { syscall.Kill(serving, syscall.SIGTERM) }) // the daemon this test started, or its successor
+	regs := registerRaw(t, port, 10)
+	before := names(t, port)
+	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new daemon", func() bool {
+		p := findDaemon(t, path, port)
+		if p != 0 && p != pid {
+			serving = p
+			return true
+		}
+		return false
+	})
+	waitGone(t, pid)
+	cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(serving) + "/cmdline")
+	if want := strings.Join(append([]string{path}, args...), "\x00") + "\x00"; string(cmdline) != want {
+		t.Errorf("new daemon's command line %q, want %q", cmdline, want)
+	}
+	environ, _ := os.ReadFile("/proc/" + strconv.Itoa(serving) + "/environ")
+	if !strings.Contains(string(environ), envDaemonChild+"=1") {
+		t.Errorf("new daemon's environment: %q", environ)
+	}
+	if after := names(t, port); after != before {
+		t.Errorf("names before:\n%s\nafter:\n%s", before, after)
+	}
+	checkOpen(t, regs)
+	// Nothing left of the upgrade's socket pair in the new daemon: its
+	// sockets are TCP ones, but for syslog's when there is a syslog.
+	tcp := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(f)
+		for _, l := range strings.Split(string(b), "\n")[1:] {
+			if fs := strings.Fields(l); len(fs) > 9 {
+				tcp[fs[9]] = true
+			}
+		}
+	}
+	fds, _ := os.ReadDir("/proc/" + strconv.Itoa(serving) + "/fd")
+	other := 0
+	for _, fd := range fds {
+		target, _ := os.Readlink("/proc/" + strconv.Itoa(serving) + "/fd/" + fd.Name())
+		if ino, ok := strings.CutPrefix(target, "socket:["); ok && !tcp[strings.TrimSuffix(ino, "]")] {
+			other++
+		}
+	}
+	allowed := 0
+	if _, err := os.Stat("/dev/log"); err == nil {
+		allowed = 1
+	}
+	if other > allowed {
+		t.Errorf("new daemon holds %d sockets other than TCP ones, want at most %d", other, allowed)
+	}
+}
