@@ -49,7 +49,9 @@ const (
 	// extra too long). Stock epmd keeps such a socket open, without
 	// timeout, until the peer closes it or sends anything; so do we.
 	Refused
-	// Closed: absorbing; every later event yields no action.
+	// Closed: absorbing; every later event yields no action, but for a
+	// WriteFailed of the reply planned with the close: that turns the
+	// close the server has not made yet into a reset (once).
 	Closed
 )
 
@@ -124,7 +126,14 @@ type Send struct{ Resp wire.Response }
 // action. Reason is a stable token for logs ("done" after a normal reply);
 // Detail, when set, is the message stock epmd logs even without -d for
 // the same close, word for word ("got garbage ", "invalid packet size (0)").
-type Close struct{ Reason, Detail string }
+// Reset asks for an abortive close (a TCP reset) rather than an orderly
+// one: after a reply that could not be written in full, so that the
+// client sees an error rather than a reply that merely looks short (NAMES
+// and DUMP end at the close).
+type Close struct {
+	Reason, Detail string
+	Reset          bool
+}
 
 // CloseConn asks the server to close another connection: the one that held
 // a registration removed by STOP.
@@ -194,6 +203,11 @@ type Conn struct {
 	pendingOwner registry.ConnID
 	pendingNow   int64
 
+	// replied says that the step that closed the connection planned a
+	// reply (and killed, a shutdown): a WriteFailed for that reply
+	// replaces its planned close with a reset, once.
+	replied, killed bool
+
 	// A look-up's reply and actions live here, made at the first look-up
 	// and kept by Reset, so that a look-up on a Conn that is Reset and
 	// used again allocates nothing.
@@ -251,6 +265,16 @@ func (c *Conn) Step(reg *registry.Registry, ev Event) []Action {
 		if !isKnown(ev) {
 			panic(errBadEvent)
 		}
+		if _, ok := ev.(WriteFailed); ok && c.replied {
+			// The reply planned with the close failed: the server has
+			// not closed yet, and resets instead.
+			c.replied = false
+			acts := []Action{Close{Reason: ReasonWriteFailed, Reset: true}}
+			if c.killed {
+				acts = append([]Action{Shutdown{}}, acts...)
+			}
+			return acts
+		}
 		return nil
 	}
 }
@@ -299,7 +323,8 @@ func (c *Conn) stepAwaiting(reg *registry.Registry, ev Event) []Action {
 	case Timeout:
 		return c.becomeClosed(nil, ReasonTimeout)
 	case WriteFailed:
-		return c.becomeClosed(nil, ReasonWriteFailed)
+		c.state = Closed
+		return []Action{Close{Reason: ReasonWriteFailed, Reset: true}}
 	}
 	panic(errBadEvent)
 }
@@ -328,6 +353,10 @@ func (c *Conn) stepKept(reg *registry.Registry, ev Event) []Action {
 	if c.state == Registered && reg.Unregister(c.name, c.cfg.ID) {
 		acts = append(acts, UnregisteredNode{Name: c.name})
 	}
+	if reason == ReasonWriteFailed {
+		c.state = Closed
+		return append(acts, Close{Reason: reason, Reset: true})
+	}
 	return c.becomeClosed(acts, reason)
 }
 
@@ -338,6 +367,14 @@ func (c *Conn) becomeClosed(acts []Action, reason string) []Action {
 // closeWith closes with stock epmd's log message for the close.
 func (c *Conn) closeWith(acts []Action, reason, detail string) []Action {
 	c.state = Closed
+	for _, a := range acts {
+		switch a.(type) {
+		case Send:
+			c.replied = true
+		case Shutdown:
+			c.killed = true
+		}
+	}
 	if detail == "" && reason == ReasonDone {
 		return append(acts, closeDone) // boxed once, not per request
 	}

@@ -443,10 +443,14 @@ func (e *transcriptEnv) formatAction(a fsm.Action) []string {
 	case fsm.Refusal:
 		return []string{"refusal reason=" + a.Reason + " detail=" + strconv.Quote(a.Detail)}
 	case fsm.Close:
+		line := "close reason=" + a.Reason
 		if a.Detail != "" {
-			return []string{"close reason=" + a.Reason + " detail=" + strconv.Quote(a.Detail)}
+			line += " detail=" + strconv.Quote(a.Detail)
 		}
-		return []string{"close reason=" + a.Reason}
+		if a.Reset {
+			line += " reset"
+		}
+		return []string{line}
 	case fsm.CloseConn:
 		return []string{"close_conn " + e.connName(a.ID)}
 	case fsm.Shutdown:

@@ -58,12 +58,6 @@ type conn struct {
 	// key it waited with, which no longer leads anywhere.
 	watched, inSet bool
 
-	// writeFailed is set when a reply could not be written in full: the
-	// close is then a reset, so that the client sees an error rather
-	// than a reply that merely looks short (NAMES and DUMP end at the
-	// close).
-	writeFailed bool
-
 	// A reply under way: out[off:] is still to be written (epoll), by
 	// writeBy; after holds the actions that follow its Send.
 	out     []byte
@@ -225,9 +219,9 @@ func (s *Server) run(c *conn, acts []fsm.Action) {
 }
 
 // writeFailed tells the machine a reply failed, and returns its new
-// actions, or nil when it had already planned its close.
+// actions, which replace the planned ones (a close planned with the reply
+// becomes a reset: fsm decides), or nil.
 func (s *Server) writeFailed(c *conn, err error) []fsm.Action {
-	c.writeFailed = true
 	if more := s.step(c, fsm.WriteFailed{Err: err}); len(more) > 0 {
 		return more
 	}
@@ -252,7 +246,7 @@ func (s *Server) persist(c *conn) *conn {
 	return pc
 }
 
-// closeConn closes a connection, with a reset if a reply failed, and
+// closeConn closes a connection, with a reset if fsm asks for one, and
 // forgets it.
 func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	if c.closed {
@@ -262,7 +256,7 @@ func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	if c.persisted {
 		delete(s.o.conns, c.id)
 	}
-	s.be.close(c, c.writeFailed)
+	s.be.close(c, cl.Reset)
 	// logClose: stock epmd's own message, alone, when it has one
 	// (refusals and protocol errors show without -d, as stock's level-0
 	// messages do); otherwise a debug line.
@@ -363,7 +357,7 @@ func (s *Server) shutdown(why string, level slog.Level) {
 	o.stopping = true
 	for id, c := range o.conns {
 		c.closed = true
-		s.be.close(c, c.writeFailed)
+		s.be.close(c, false)
 		delete(o.conns, id)
 	}
 	o.probing = nil
