@@ -71,6 +71,10 @@ type Config struct {
 	Local   bool            // the peer passed the local-peer check at accept
 	Relaxed bool            // -relaxed_command_check or its variable
 	Port    uint32          // configured port, sent in NAMES and DUMP headers
+	// ProbeGrace is how long, in milliseconds of OwnerProbed.At, an
+	// ALIVE2 for a held name waits for its holder to show its end before
+	// it is refused as a duplicate (erlang/otp#11083); 0 means one look.
+	ProbeGrace int64
 }
 
 // Event is an input to Step, made by the server.
@@ -105,8 +109,14 @@ type WriteFailed struct{ Err error }
 
 // OwnerProbed answers ProbeOwner: Gone reports that the probed connection's
 // peer has already closed it, reset it or sent data on it, so its
-// registration is ending and only waits for the server to notice.
-type OwnerProbed struct{ Gone bool }
+// registration is ending and only waits for the server to notice. At is
+// when the server looked, in milliseconds on a clock of its choice (the
+// same for every look of one probe): the probe's grace counts from the
+// first look's At.
+type OwnerProbed struct {
+	Gone bool
+	At   int64
+}
 
 func (Received) isEvent()    {}
 func (Malformed) isEvent()   {}
@@ -155,10 +165,12 @@ type UnregisteredNode struct{ Name string }
 // ProbeOwner asks the server whether the connection holding a name that an
 // ALIVE2 asks for is already gone (its peer closed or reset it, or sent
 // data on it), and to answer with OwnerProbed before anything else happens
-// to this connection. The server may take a moment to decide (it may watch
-// the holder briefly); meanwhile other connections may step, and the
-// answer is checked against the registry as it is then. ProbeOwner is
-// always the only action of its step.
+// to this connection. The first question is answered at once; when the
+// answer is "not gone" and the grace (Config.ProbeGrace) has not passed
+// since the first look, the machine asks again, and the server answers
+// after a pause, or as soon as the holder is gone; meanwhile other
+// connections may step, and the answer is checked against the registry as
+// it is then. ProbeOwner is always the only action of its step.
 type ProbeOwner struct{ ID registry.ConnID }
 
 // Refusal reports a request refused with a reply rather than a close
@@ -202,6 +214,7 @@ type Conn struct {
 	pending      *wire.Alive2Req
 	pendingOwner registry.ConnID
 	pendingNow   int64
+	probeUntil   int64 // the grace's end, from the first look's At; 0 before it
 
 	// replied says that the step that closed the connection planned a
 	// reply (and killed, a shutdown): a WriteFailed for that reply
@@ -552,7 +565,7 @@ func (c *Conn) alive2(reg *registry.Registry, req *wire.Alive2Req, now int64) []
 		// daemon has seen the FIN of its previous registration
 		// (erlang/otp#11083). Stock epmd refuses it; see
 		// docs/differences.md.
-		c.pending, c.pendingOwner, c.pendingNow = req, owner, now
+		c.pending, c.pendingOwner, c.pendingNow, c.probeUntil = req, owner, now, 0
 		return []Action{ProbeOwner{ID: owner}}
 	}
 	return c.register(reg, req, now)
@@ -563,10 +576,20 @@ func (c *Conn) alive2(reg *registry.Registry, req *wire.Alive2Req, now int64) []
 // once the server noticed); a live holder makes this a duplicate.
 func (c *Conn) probed(reg *registry.Registry, p OwnerProbed) []Action {
 	req, owner, now := c.pending, c.pendingOwner, c.pendingNow
-	c.pending = nil
 	if req == nil {
 		return nil // an answer to no question
 	}
+	if !p.Gone && c.cfg.ProbeGrace > 0 {
+		if c.probeUntil == 0 {
+			c.probeUntil = p.At + c.cfg.ProbeGrace
+		}
+		if p.At < c.probeUntil {
+			// The holder still looks alive; it may yet show its end
+			// (a restarting node's VM closes its old socket late).
+			return []Action{ProbeOwner{ID: owner}}
+		}
+	}
+	c.pending = nil
 	var acts []Action
 	if p.Gone && reg.Unregister(req.Name, owner) {
 		acts = append(acts, UnregisteredNode{Name: req.Name}, CloseConn{ID: owner})

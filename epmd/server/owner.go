@@ -71,8 +71,7 @@ type conn struct {
 // probeWait is an ALIVE2 waiting for the holder of its name to go.
 type probeWait struct {
 	holder      registry.ConnID
-	start, next time.Time
-	until       time.Time
+	start, next time.Time // the first look; the next (zero before the second)
 	pause       time.Duration
 }
 
@@ -99,7 +98,8 @@ func (s *Server) arrived(a arrival, req wire.Request, ev fsm.Event) {
 	o.nextID++
 	c := &o.one
 	*c = conn{id: o.nextID, m: o.machine, fd: a.fd, ps: a.ps, peer: a.peer, inSet: a.inSet}
-	c.m.Reset(fsm.Config{ID: c.id, Fd: a.fd, Local: a.local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port})
+	c.m.Reset(fsm.Config{ID: c.id, Fd: a.fd, Local: a.local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port,
+		ProbeGrace: max(s.cfg.ProbeGrace.Milliseconds(), 0)})
 	if s.logConns {
 		s.log.Log(context.Background(), LevelConn, "connection opened",
 			"conn", uint64(c.id), "fd", a.fd, "peer", a.peer.String(), "local", a.local)
@@ -268,31 +268,63 @@ func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	}
 }
 
-// probe answers a ProbeOwner: at once if the holder's socket already shows
-// its end (or the grace is negative), else once it does, or the holder
-// is forgotten, or the grace has passed (idle looks). An Erlang node (OTP
-// 25) that stops and restarts distribution closes its old registration
-// socket asynchronously, when the VM gets round to closing the dead
-// erl_epmd process's port, and that can come a moment after the new
-// ALIVE2: with a look at once alone about 1 restart in 400 was still
-// refused.
+// probe answers a ProbeOwner. The first question is answered at once with
+// a look at the holder's socket; when fsm asks again (the holder still
+// looked alive and its grace, fsm's decision, has not passed), the next
+// look comes after a pause, from 1 ms doubling up to 16 ms, or as soon as
+// the holder is forgotten (idle). An Erlang node (OTP 25) that stops and
+// restarts distribution closes its old registration socket asynchronously,
+// when the VM gets round to closing the dead erl_epmd process's port, and
+// that can come a moment after the new ALIVE2: with a look at once alone
+// about 1 restart in 400 was still refused.
 func (s *Server) probe(c *conn, holder registry.ConnID) {
-	h := s.o.conns[holder]
-	gone := h == nil || s.be.gone(h)
-	if gone || s.cfg.ProbeGrace < 0 {
-		s.run(c, s.step(c, fsm.OwnerProbed{Gone: gone}))
+	now := time.Now()
+	p := c.probe
+	if p == nil {
+		c.probe = &probeWait{holder: holder, start: now, pause: time.Millisecond}
+		s.look(c, now)
 		return
 	}
-	// Nothing of this socket may wake the backend while it waits.
-	s.be.hold(c)
-	now := time.Now()
-	c.probe = &probeWait{holder: holder, start: now, next: now.Add(time.Millisecond),
-		until: now.Add(s.cfg.ProbeGrace), pause: time.Millisecond}
+	if p.next.IsZero() {
+		// Nothing of this socket may wake the backend while it waits.
+		s.be.hold(c)
+	}
+	p.holder = holder
+	p.next = now.Add(p.pause)
+	p.pause = min(2*p.pause, maxProbePause)
 	s.o.probing = append(s.o.probing, c)
 }
 
-// idle runs before the owner waits: it answers the probes that are due and
-// returns when the next is (zero: none). Owner only.
+// look looks at the holder of the name c's ALIVE2 asks for, and steps the
+// answer.
+func (s *Server) look(c *conn, now time.Time) {
+	p := c.probe
+	h := s.o.conns[p.holder]
+	gone := h == nil || s.be.gone(h)
+	if gone && now.Sub(p.start) > 0 {
+		s.log.Debug("holder of a requested name went away", "waited", now.Sub(p.start))
+	}
+	acts := s.step(c, fsm.OwnerProbed{Gone: gone, At: now.Sub(p.start).Milliseconds()})
+	if _, again := probeOf(acts); !again {
+		c.probe = nil
+	}
+	s.run(c, acts)
+}
+
+func probeOf(acts []fsm.Action) (fsm.ProbeOwner, bool) {
+	if len(acts) == 1 {
+		p, ok := acts[0].(fsm.ProbeOwner)
+		return p, ok
+	}
+	return fsm.ProbeOwner{}, false
+}
+
+// idle runs before the owner waits: it looks again at the holders of the
+// names that waiting ALIVE2s ask for, when their pause is over or the
+// holder was forgotten meanwhile (its own end was handled, a STOP closed
+// it: a node's close can reach the daemon a moment after its new ALIVE2
+// when the machine is busy), and returns when the next look is due (zero:
+// none). Owner only.
 func (s *Server) idle() time.Time {
 	o := &s.o
 	if len(o.probing) == 0 {
@@ -302,44 +334,21 @@ func (s *Server) idle() time.Time {
 	now := time.Now()
 	list := o.probing
 	o.probing = nil
-	var next time.Time
 	for _, c := range list {
 		p := c.probe
 		if c.closed || p == nil {
 			continue
 		}
-		h := o.conns[p.holder]
-		answer, gone := false, false
-		switch {
-		case h == nil:
-			// Forgotten meanwhile (its own end was handled, a STOP
-			// closed it): a node's close can reach the daemon a moment
-			// after its new ALIVE2 when the machine is busy.
-			answer, gone = true, true
-		case !now.Before(p.next):
-			if s.be.gone(h) {
-				answer, gone = true, true
-			} else if !now.Before(p.until) {
-				answer = true
-			} else {
-				p.pause = min(2*p.pause, maxProbePause)
-				p.next = now.Add(p.pause)
-				if p.next.After(p.until) {
-					p.next = p.until
-				}
-			}
-		}
-		if answer {
-			if gone {
-				s.log.Debug("holder of a requested name went away", "waited", now.Sub(p.start))
-			}
-			c.probe = nil
-			s.exec(c, s.step(c, fsm.OwnerProbed{Gone: gone}))
+		if o.conns[p.holder] == nil || !now.Before(p.next) {
+			s.look(c, now) // may ask to look again later (probe)
 			continue
 		}
 		o.probing = append(o.probing, c)
-		if next.IsZero() || p.next.Before(next) {
-			next = p.next
+	}
+	var next time.Time
+	for _, c := range o.probing {
+		if next.IsZero() || c.probe.next.Before(next) {
+			next = c.probe.next
 		}
 	}
 	return next
