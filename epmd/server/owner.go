@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/gopmd/gopmd/epmd/registry"
@@ -103,6 +102,10 @@ func (s *Server) arrived(a arrival, req wire.Request, ev fsm.Event) {
 	if s.logConns {
 		s.log.Log(context.Background(), LevelConn, "connection opened",
 			"conn", uint64(c.id), "fd", a.fd, "peer", a.peer.String(), "local", a.local)
+	}
+	if s.logSteps {
+		s.log.Log(context.Background(), LevelTrace,
+			"conn "+fsm.ConnName(uint64(c.id))+" "+fsm.ConfigString(c.m.Config()))
 	}
 	var acts []fsm.Action
 	if req != nil {
@@ -385,9 +388,7 @@ func (s *Server) stepRequest(c *conn, req wire.Request) []fsm.Action {
 	now := s.cfg.Now().Unix()
 	acts := c.m.StepRequest(s.o.reg, req, now)
 	if s.logSteps {
-		s.log.Log(context.Background(), LevelTrace, "step",
-			"conn", uint64(c.id), "state", before.String(),
-			"event", eventName(fsm.Received{Req: req, Now: now}), "next", c.m.State().String())
+		s.logStep(c, before, fsm.Received{Req: req, Now: now}, acts)
 	}
 	return acts
 }
@@ -396,10 +397,21 @@ func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
 	before := c.m.State()
 	acts := c.m.Step(s.o.reg, ev)
 	if s.logSteps {
-		s.log.Log(context.Background(), LevelTrace, "step",
-			"conn", uint64(c.id), "state", before.String(), "event", eventName(ev), "next", c.m.State().String())
+		s.logStep(c, before, ev, acts)
 	}
 	return acts
+}
+
+// logStep logs a step at -d -d -d in the transcript syntax of fsm's tests
+// ("c7 recv port2 name=\"alpha\""), with the state before and after and
+// the actions (fsm.ActionString), so that a log replays through fsm.
+func (s *Server) logStep(c *conn, before fsm.State, ev fsm.Event, acts []fsm.Action) {
+	strs := make([]string, len(acts))
+	for i, a := range acts {
+		strs[i] = fsm.ActionString(a)
+	}
+	s.log.Log(context.Background(), LevelTrace, fsm.ConnName(uint64(c.id))+" "+fsm.EventString(ev),
+		"state", before.String(), "next", c.m.State().String(), "actions", strs)
 }
 
 // namesCache is an encoded NAMES reply and the entries it was made from.
@@ -433,24 +445,4 @@ func (s *Server) encode(r wire.Response) ([]byte, error) {
 // first element in memory.
 func sameSlice(a, b []wire.NameEntry) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
-}
-
-func eventName(ev fsm.Event) string {
-	switch ev := ev.(type) {
-	case fsm.Received:
-		return "received " + ev.Req.Tag().String()
-	case fsm.Malformed:
-		return "malformed: " + ev.Err.Error()
-	case fsm.Data:
-		return "data"
-	case fsm.PeerClosed:
-		return "peer closed"
-	case fsm.Timeout:
-		return "timeout"
-	case fsm.WriteFailed:
-		return "write failed"
-	case fsm.OwnerProbed:
-		return "owner probed, gone=" + strconv.FormatBool(ev.Gone)
-	}
-	return "unknown"
 }
