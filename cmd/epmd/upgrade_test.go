@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +59,9 @@ type upgradable struct {
 	first *exec.Cmd
 	log   lineLog
 	pid   atomic.Int64 // the generation serving
+	// paused holds, per upgrade, how long no process accepted (the old
+	// one's log line).
+	paused []time.Duration
 }
 
 type lineLog struct {
@@ -164,7 +168,7 @@ func startUpgradable(t *testing.T, path string, env []string) *upgradable {
 	return nil
 }
 
-var tookOverLine = regexp.MustCompile(`upgrade: pid (\d+) \(gopmd (\S+)\) took over (\d+) listening and (\d+) registration sockets`)
+var tookOverLine = regexp.MustCompile(`upgrade: pid (\d+) \(gopmd (\S+)\) took over (\d+) listening and (\d+) registration sockets in \S+ \(not accepting for (\S+)\)`)
 
 // upgradeTo installs bin and sends SIGUSR2; it waits for the new
 // generation (checking it runs version) and for the old one to exit.
@@ -181,6 +185,9 @@ func (u *upgradable) upgradeTo(t *testing.T, bin, path, version string, from int
 		t.Fatalf("upgrade to %s: pid %d (was %d) runs %s", version, pid, old, m[2])
 	}
 	u.pid.Store(int64(pid))
+	if d, err := time.ParseDuration(m[5]); err == nil {
+		u.paused = append(u.paused, d)
+	}
 	waitGone(t, old)
 	return next
 }
@@ -380,6 +387,11 @@ func TestUpgradeInPlace(t *testing.T) {
 	}
 	if c := u.log.count(tookOverLine); c != 20 {
 		t.Errorf("%d upgrades logged, want 20", c)
+	}
+	slices.Sort(u.paused)
+	if len(u.paused) == 20 {
+		t.Logf("not accepting during an upgrade (200 registrations): min %v, median %v, max %v",
+			u.paused[0], u.paused[10], u.paused[19])
 	}
 
 	// Creations survive: raw000 leaves and comes back.
