@@ -327,7 +327,8 @@ func Restore(cfg Config, snapBytes []byte, conns map[string]*os.File) (*Server, 
 			if so.State == snapshot.Refused {
 				st = fsm.Refused
 			}
-			m, rerr := fsm.Restore(fsm.Config{ID: so.Conn, Fd: fds[so.Conn], Relaxed: cfg.Relaxed, Port: cfg.Port}, st, names[so.Conn])
+			m, rerr := fsm.Restore(fsm.Config{ID: so.Conn, Fd: fds[so.Conn], Relaxed: s.cfg.Relaxed, Port: s.cfg.Port,
+				ProbeGrace: max(s.cfg.ProbeGrace.Milliseconds(), 0)}, st, names[so.Conn])
 			if rerr != nil {
 				err = rerr
 				return
