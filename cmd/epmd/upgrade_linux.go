@@ -105,12 +105,14 @@ func upgrade(o options, srv *server.Server, log *slog.Logger) bool {
 		return fail("cannot freeze: " + err.Error())
 	}
 	frozen = true
+	drained := time.Now()
 	uc.SetDeadline(time.Now().Add(upgradeTakeoverTimeout))
 	err = handover.Send(uc, append(slices.Clip(fr.Listeners), fr.Conns...), fr.Snapshot)
 	fr.Close()
 	if err != nil {
 		return fail(err.Error())
 	}
+	log.Debug("upgrade: handed over", "freeze", drained.Sub(frozenAt), "send", time.Since(drained))
 	m, err := handover.ReadControl(r)
 	switch {
 	case err != nil:
@@ -217,11 +219,13 @@ func takeOver(o options, uc *net.UnixConn, cfg server.Config, log *slog.Logger) 
 	if err != nil {
 		return failed(err)
 	}
+	received := time.Now()
 	upgradeHook(o, "received", uc)
 	srv, lns, err := restoreFiles(cfg, files, snap)
 	if err != nil {
 		return failed(err)
 	}
+	log.Debug("upgrade: restored", "restore", time.Since(received))
 	// Restored, not yet accepting: the old process is frozen, so a
 	// stall here holds new connections in the backlog until it gives up.
 	upgradeHook(o, "restored", uc)

@@ -388,6 +388,23 @@ func TestUpgradeInPlace(t *testing.T) {
 	if c := u.log.count(tookOverLine); c != 20 {
 		t.Errorf("%d upgrades logged, want 20", c)
 	}
+	// The parts of that time, from the -d log: the old process's freeze
+	// (the drain) and sending, the new one's restore.
+	steps := map[string]time.Duration{}
+	stepRe := regexp.MustCompile(`upgrade: (?:handed over|restored) (.*)`)
+	u.log.mu.Lock()
+	for _, l := range u.log.lines {
+		if m := stepRe.FindStringSubmatch(l); m != nil {
+			for _, kv := range strings.Fields(m[1]) {
+				k, v, _ := strings.Cut(kv, "=")
+				if d, err := time.ParseDuration(v); err == nil {
+					steps[k] = max(steps[k], d)
+				}
+			}
+		}
+	}
+	u.log.mu.Unlock()
+	t.Logf("slowest parts: freeze %v, send %v, restore %v", steps["freeze"], steps["send"], steps["restore"])
 	slices.Sort(u.paused)
 	if len(u.paused) == 20 {
 		t.Logf("not accepting during an upgrade (200 registrations): min %v, median %v, max %v",
