@@ -35,7 +35,8 @@ const envUpgradeFD = "GOPMD_UPGRADE_FD"
 
 // envUpgradeHook makes the new program misbehave at a point of the
 // takeover, for tests: "hello:die", "received:stall", "restored:fail", ...
-// (points hello, received, restored; actions die, stall, fail).
+// (points hello, received, restored; actions die, stall, fail, pause:
+// half a second).
 const envUpgradeHook = "GOPMD_TEST_UPGRADE_HOOK"
 
 // Bounds of an upgrade, as seen by the old process.

@@ -194,6 +194,8 @@ func upgradeHook(o options, point string, uc *net.UnixConn) {
 		select {}
 	case "stall":
 		select {}
+	case "pause":
+		time.Sleep(500 * time.Millisecond)
 	case "fail":
 		uc.Write(handover.AppendControl(nil, handover.Control{Kind: handover.Failed, Reason: "test hook at " + point}))
 		os.Exit(1)

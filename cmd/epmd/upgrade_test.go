@@ -600,3 +600,36 @@ func TestUpgradeDaemonized(t *testing.T) {
 		t.Errorf("new daemon holds %d sockets other than TCP ones, want at most %d", other, allowed)
 	}
 }
+
+// TestUpgradePeerGoneInTransit: a node whose socket is on its way to the
+// new process closes it; the new process finds it closed and frees the
+// name, as if the node had closed it a moment later, and the name can be
+// registered again with the next creation.
+func TestUpgradePeerGoneInTransit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "epmd")
+	install(t, ourBin, path)
+	u := startUpgradable(t, path, []string{envUpgradeHook + "=received:pause"})
+	regs := registerRaw(t, u.port, 5)
+	syscall.Kill(int(u.pid.Load()), syscall.SIGUSR2)
+	_, from := u.log.waitMatch(t, 0, regexp.MustCompile(`test hook: received:pause`), 30*time.Second)
+	was := regs[2].Creation()
+	regs[2].Close() // in transit: the old process is frozen, the new one has not restored
+	m, _ := u.log.waitMatch(t, from, tookOverLine, 30*time.Second)
+	if m[4] != "5" {
+		t.Errorf("%s registration sockets handed over, want 5", m[4])
+	}
+	u.log.waitMatch(t, from, regexp.MustCompile(`unregistered node .*name=raw002\b`), 30*time.Second)
+	if got := names(t, u.port); strings.Contains(got, "raw002") {
+		t.Errorf("raw002 still listed:\n%s", got)
+	}
+	checkOpen(t, append(regs[:2:2], regs[3:]...))
+	c := &client.Client{Addr: "127.0.0.1:" + strconv.Itoa(u.port), Timeout: 10 * time.Second}
+	r, err := c.Register(context.Background(), regs[2].Node())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if want := expectedCreation(t, regs[2].Node(), was); r.Creation() != want {
+		t.Errorf("raw002 came back with creation %d, want %d", r.Creation(), want)
+	}
+}
