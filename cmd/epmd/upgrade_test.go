@@ -633,3 +633,25 @@ func TestUpgradePeerGoneInTransit(t *testing.T) {
 		t.Errorf("raw002 came back with creation %d, want %d", r.Creation(), want)
 	}
 }
+
+// TestUpgradeToOtherProgram: the file replaced by a program that knows
+// nothing of the handover (stock epmd here: it finds the port taken and
+// exits): the daemon logs the failure and serves on, nothing lost.
+func TestUpgradeToOtherProgram(t *testing.T) {
+	needStock(t)
+	path := filepath.Join(t.TempDir(), "epmd")
+	install(t, ourBin, path)
+	u := startUpgradable(t, path, nil)
+	regs := registerRaw(t, u.port, 5)
+	before := names(t, u.port)
+	install(t, stockBin, path)
+	syscall.Kill(int(u.pid.Load()), syscall.SIGUSR2)
+	m, _ := u.log.waitMatch(t, 0, failedLine, 30*time.Second)
+	if !strings.Contains(m[1], "no word from the new program") {
+		t.Errorf("failure logged as %q", m[1])
+	}
+	if after := names(t, u.port); after != before {
+		t.Errorf("names before:\n%s\nafter:\n%s", before, after)
+	}
+	checkOpen(t, regs)
+}
