@@ -152,7 +152,9 @@ func serve(o options, log *slog.Logger) int {
 		ready.Write([]byte{1}) // the sockets listen
 		ready.Close()
 	}
-	if o.systemd {
+	if o.systemd && up == nil {
+		// (After an upgrade the service is ready already, and the old
+		// process names this one the main process.)
 		sdNotify("READY=1\nSTATUS=Processing port mapping requests...\nMAINPID=" + strconv.Itoa(os.Getpid()))
 	}
 	log.Log(context.Background(), server.LevelConn, "entering the main loop")

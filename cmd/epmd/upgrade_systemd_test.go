@@ -286,6 +286,14 @@ func TestSystemdRestartKeepsRegistrations(t *testing.T) {
 	m, _ := log.waitMatch(t, 0, tookOverLine, 30*time.Second)
 	sd.waitMsg(t, "MAINPID="+m[1], 1)
 	next.Wait()
+	time.Sleep(100 * time.Millisecond)
+	sd.mu.Lock()
+	for _, msg := range sd.msgs {
+		if strings.Contains(msg, "READY=1") && strings.Contains(msg, "MAINPID="+m[1]) {
+			t.Errorf("the upgraded process sent %q: only the main process may", msg)
+		}
+	}
+	sd.mu.Unlock()
 	if c := log.count(regexp.MustCompile(`did not confirm`)); c != 0 {
 		t.Errorf("the barrier failed:\n%s", log)
 	}
