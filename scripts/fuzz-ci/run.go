@@ -190,14 +190,21 @@ func (c *runConfig) runJob(j job) jobSummary {
 	if j.execs > 0 {
 		add(c.fuzzOnce(j.t, j.env, scaled(j.execs, c.scale)))
 	} else {
-		first := c.fuzzOnce(j.t, j.env, c.calibrateExecs)
-		add(first)
-		if first.err == nil {
-			rest := c.calibrateTime - first.fuzzing
-			rate := float64(first.stats.Execs) / math.Max(first.fuzzing.Seconds(), 0.001)
-			if n := int64(rate * rest.Seconds() * c.scale); n > 0 && rest > 5*time.Second {
-				add(c.fuzzOnce(j.t, j.env, n))
+		// A short first run gives the rate; later runs fill the rest of
+		// calibrateTime at the rate so far (the first executions are
+		// often the slowest, so one more run may be needed).
+		add(c.fuzzOnce(j.t, j.env, c.calibrateExecs))
+		for range 3 {
+			rest := c.calibrateTime - s.fuzzing
+			if s.err != nil || rest <= 10*time.Second {
+				break
 			}
+			rate := float64(s.execs) / math.Max(s.fuzzing.Seconds(), 0.001)
+			n := int64(rate * rest.Seconds() * c.scale)
+			if n <= 0 {
+				break
+			}
+			add(c.fuzzOnce(j.t, j.env, n))
 		}
 	}
 	s.cache[1] = countFiles(c.cacheDir(j.t))
