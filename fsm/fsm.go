@@ -393,11 +393,11 @@ func (c *Conn) malformed(err error) []Action {
 	}
 	var detail string
 	switch {
-	case t == wire.TagAlive2Req && de.Field == "payload":
+	case t == wire.TagAlive2Req && de.Kind == wire.KindShort:
 		detail = "packet to small for request ALIVE2_REQ (" + strconv.Itoa(de.Offset) + ")" // sic
-	case t == wire.TagAlive2Req && de.Field == "Nlen":
+	case t == wire.TagAlive2Req && de.Kind == wire.KindNameLength:
 		detail = "Node name size error in ALIVE2_REQ"
-	case t == wire.TagAlive2Req && de.Field == "Elen":
+	case t == wire.TagAlive2Req && de.Kind == wire.KindExtraLength:
 		detail = "Extra info size error in ALIVE2_REQ"
 	case errors.Is(err, wire.ErrInvalid):
 		detail = "node name contains ascii 0 in " + stockName(t)

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gopmd/gopmd/epmd/registry"
 	"github.com/gopmd/gopmd/epmd/server"
 )
 
@@ -37,6 +38,15 @@ func daemon(o options, stderr io.Writer) int {
 		sdNotify("STATUS=Exited.\nERRNO=" + strconv.Itoa(status))
 	}
 	return status
+}
+
+// rememberedCap is stock epmd's cap on remembered names: 5 under -d
+// (MAX_UNREG_COUNT in debug mode), else 1000.
+func rememberedCap(debug int) int {
+	if debug > 0 {
+		return registry.DebugMaxRemembered
+	}
+	return registry.MaxRemembered
 }
 
 // newLogger logs to stderr in stock epmd's line format; to the journal, one
@@ -93,7 +103,7 @@ func serve(o options, log *slog.Logger) int {
 		// its int port; a negative one wraps).
 		Port:          uint32(o.port),
 		Relaxed:       o.relaxed,
-		Debug:         o.debug,
+		MaxRemembered: rememberedCap(o.debug),
 		PacketTimeout: seconds(o.packetTimeout), // 0: the server's default
 		DelayAccept:   seconds(o.delayAccept),
 		DelayWrite:    seconds(o.delayWrite),

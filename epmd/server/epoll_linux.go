@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -226,7 +227,7 @@ func (l *epollBackend) run() {
 				continue
 			}
 			l.s.log.Error("epoll_wait failed; the daemon stops serving", "err", err)
-			l.s.shutdown("event loop failed")
+			l.s.shutdown("shutting down: the event loop failed", slog.LevelDebug)
 			return
 		}
 		for _, ev := range events[:n] {

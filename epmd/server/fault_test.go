@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopmd/gopmd/epmd/epmdtest"
 	"github.com/gopmd/gopmd/epmd/server"
 	"github.com/gopmd/gopmd/epmd/wire"
 )
@@ -29,19 +29,7 @@ func startFaulty(t *testing.T, backend string, write func() server.WriteFault) (
 	t.Helper()
 	srv := server.NewFaulty(server.Config{Port: 14369, Backend: backend, Now: time.Now,
 		PacketTimeout: 5 * time.Second}, false, write)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return srv, ln.Addr().String()
+	return srv, epmdtest.Serve(t, srv).Addr()
 }
 
 // TestWriteFaults drives the same requests through each backend with the

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"time"
@@ -162,7 +163,7 @@ func (s *Server) exec(c *conn, acts []fsm.Action) {
 	s.run(c, acts)
 	if o.kill && !o.stopping {
 		o.kill = false
-		s.shutdown(killMessage)
+		s.shutdown(killMessage, slog.LevelInfo)
 	}
 }
 
@@ -349,9 +350,9 @@ func (s *Server) idle() time.Time {
 }
 
 // shutdown stops accepting, closes every connection (registered nodes see
-// their socket close) and closes Done; the backend then returns. Owner
-// only.
-func (s *Server) shutdown(why string) {
+// their socket close) and closes Done; the backend then returns. why is
+// logged at level. Owner only.
+func (s *Server) shutdown(why string, level slog.Level) {
 	o := &s.o
 	o.g.check()
 	if o.stopping {
@@ -369,11 +370,7 @@ func (s *Server) shutdown(why string) {
 	}
 	o.probing = nil
 	close(s.done)
-	if why == killMessage {
-		s.log.Info(why)
-	} else {
-		s.log.Debug("shutting down", "reason", why)
-	}
+	s.log.Log(context.Background(), level, why)
 	s.be.stop()
 }
 
