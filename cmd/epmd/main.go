@@ -85,7 +85,7 @@ type options struct {
 	// maxPendingOutput is -max_pending_output, in bytes: 0 when not
 	// given (the server's default), -1 for no cap.
 	maxPendingOutput int64
-	args          []string // the arguments as given, for the detached copy
+	args             []string // the arguments as given, for the detached copy
 
 	getenv func(string) (string, bool)
 }
