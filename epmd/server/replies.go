@@ -249,6 +249,9 @@ func (s *Server) encoded(j *encodeJob, b []byte, err error) {
 	o := &s.o
 	o.g.check()
 	rp := &o.rep
+	// The queue's array must not keep the job, its waiters and their
+	// bytes alive.
+	rp.jobs[0] = nil
 	rp.jobs = rp.jobs[1:]
 	rp.encoding = false
 	if len(rp.jobs) == 0 {
@@ -330,6 +333,7 @@ func (s *Server) release(c *conn) {
 		return
 	}
 	c.rep = nil
+	c.out = nil // the epoll backend's reference
 	if i := slices.Index(r.holders, c); i >= 0 {
 		r.holders = slices.Delete(r.holders, i, i+1)
 	}
