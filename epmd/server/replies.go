@@ -30,10 +30,13 @@ import (
 //     would take the total over the cap, the connections holding the
 //     oldest pending buffers are reset, oldest first, until it fits.
 
-// DefaultMaxPendingOutput is the default cap on pending output: 16 MiB,
-// enough for three DUMP replies of 5,000 registrations with maximal names
-// at once, while an honest reader takes its reply in milliseconds.
-const DefaultMaxPendingOutput = 16 << 20
+// DefaultMaxPendingOutput is the default cap on pending output: 8 MiB.
+// Only a reply the socket cannot take at once counts, for as long as its
+// reader has not taken it: an honest reader takes even a large one within
+// milliseconds. 8 MiB is eight NAMES replies of the largest table stock
+// epmd can hold (1,019 nodes with maximal names, about 1 MB), or one DUMP
+// of 8,000 such nodes; a larger reply is let through alone.
+const DefaultMaxPendingOutput = 8 << 20
 
 // asyncEntries is how many entries make a NAMES or DUMP reply large enough
 // to be encoded off the owner when it is not cached (a few hundred
