@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,37 +102,88 @@ var (
 )
 
 // Ours returns the path of gopmd's cmd/epmd: $GOPMD_EPMD_BIN if set, else
-// a build made once per test binary.
+// a build made once per test binary, next to it in go test's build
+// directory (removed with it), or, for a test binary run from elsewhere,
+// in the test's temporary directory.
 func Ours(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("GOPMD_EPMD_BIN"); p != "" {
 		return p
 	}
-	oursOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gopmd-epmdtest-")
-		if err != nil {
-			oursErr = err
-			return
-		}
-		out := filepath.Join(dir, "epmd")
-		if runtime.GOOS == "windows" {
-			out += ".exe"
-		}
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(goTool, "build", "-o", out, "github.com/gopmd/gopmd/cmd/epmd")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			oursErr = fmt.Errorf("building cmd/epmd: %v\n%s", err, b)
-			return
-		}
-		oursPath = out
-	})
-	if oursErr != nil {
-		t.Fatal(oursErr)
+	name := "gopmd-epmd"
+	if runtime.GOOS == "windows" {
+		name += ".exe"
 	}
-	return oursPath
+	if exe, err := os.Executable(); err == nil && strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		oursOnce.Do(func() {
+			out := filepath.Join(filepath.Dir(exe), name)
+			if oursErr = buildOurs(out); oursErr == nil {
+				oursPath = out
+			}
+		})
+		if oursErr != nil {
+			t.Fatal(oursErr)
+		}
+		return oursPath
+	}
+	out := filepath.Join(t.TempDir(), name)
+	if err := buildOurs(out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func buildOurs(out string) error {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.Command(goTool, "build", "-o", out, "github.com/gopmd/gopmd/cmd/epmd")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building cmd/epmd: %v\n%s", err, b)
+	}
+	return nil
+}
+
+// NewLoopbackServer starts an in-process server on 127.0.0.1 and ::1 at
+// one free port, as the daemon listens with -address 127.0.0.1 (erl needs
+// the port), and returns it with the port; cfg.Port is set to it.
+func NewLoopbackServer(t testing.TB, cfg server.Config) (*Server, int) {
+	t.Helper()
+	var lns []net.Listener
+	var port int
+	for i := 0; ; i++ {
+		port = testenv.FreePort(t)
+		var err error
+		lns, err = server.Listen([]netip.Addr{}, port)
+		if err == nil {
+			break
+		}
+		if i == 5 {
+			t.Fatal(err)
+		}
+	}
+	cfg.Port = uint32(port)
+	srv, err := server.NewErr(cfg)
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		t.Fatal(err)
+	}
+	s := &Server{Server: srv}
+	for _, ln := range lns {
+		s.Addrs = append(s.Addrs, ln.Addr().String())
+		go srv.Serve(ln)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return s, port
 }
 
 // Process is a daemon running as a process of its own.

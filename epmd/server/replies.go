@@ -353,7 +353,7 @@ func (s *Server) release(c *conn) {
 // unfinished reports whether c is still owed part of a reply: closing it
 // then must reset it, so that its client sees an error rather than a
 // reply that merely looks short (NAMES and DUMP end at the close).
-func (c *conn) unfinished() bool { return c.writeFailed || c.rep != nil || c.encoding }
+func (c *conn) unfinished() bool { return c.rep != nil || c.encoding }
 
 // PendingOutput returns the bytes of pending output (each buffer counted
 // once) and how many connections have been reset to keep it under the
