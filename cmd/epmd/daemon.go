@@ -99,13 +99,14 @@ func serve(o options, log *slog.Logger) int {
 		// The NAMES/DUMP header carries the configured value itself,
 		// e.g. 70000 while listening on 70000 mod 65536 (stock sends
 		// its int port; a negative one wraps).
-		Port:          uint32(o.port),
-		Relaxed:       o.relaxed,
-		MaxRemembered: rememberedCap(o.debug),
-		PacketTimeout: seconds(o.packetTimeout), // 0: the server's default
-		DelayAccept:   seconds(o.delayAccept),
-		DelayWrite:    seconds(o.delayWrite),
-		Logger:        log,
+		Port:             uint32(o.port),
+		Relaxed:          o.relaxed,
+		MaxRemembered:    rememberedCap(o.debug),
+		PacketTimeout:    seconds(o.packetTimeout), // 0: the server's default
+		DelayAccept:      seconds(o.delayAccept),
+		DelayWrite:       seconds(o.delayWrite),
+		MaxPendingOutput: o.maxPendingOutput,
+		Logger:           log,
 	}
 	// A process started by an in-place upgrade takes its sockets and
 	// state from the old one (upgrade.go); one started by systemd may

@@ -82,7 +82,10 @@ type options struct {
 	packetTimeout int // seconds, atoi value; 0 = default
 	delayAccept   int
 	delayWrite    int
-	args          []string // the arguments as given, for the detached copy
+	// maxPendingOutput is -max_pending_output, in bytes: 0 when not
+	// given (the server's default), -1 for no cap.
+	maxPendingOutput int64
+	args             []string // the arguments as given, for the detached copy
 
 	getenv func(string) (string, bool)
 }
@@ -132,6 +135,17 @@ func run(args []string, getenv func(string) (string, bool), stdout, stderr io.Wr
 			if !number(i, &o.delayWrite) {
 				return usage()
 			}
+			i += 2
+		case "-max_pending_output":
+			// A gopmd option: stock epmd has none (usage, exit 1).
+			if i+1 >= len(args) {
+				return usage()
+			}
+			n, ok := parseBytes(args[i+1])
+			if !ok {
+				return usage()
+			}
+			o.maxPendingOutput = n
 			i += 2
 		case "-daemon":
 			o.daemon = true

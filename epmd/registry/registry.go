@@ -97,6 +97,10 @@ type Registry struct {
 	// names is what Names returned last, kept until the live list
 	// changes; nil when it must be made again.
 	names []wire.NameEntry
+	// dumpActive and dumpOld are what Dump returned last, kept until
+	// either list changes; dumped says they hold.
+	dumpActive, dumpOld []wire.DumpEntry
+	dumped              bool
 }
 
 // New returns an empty registry that remembers up to maxRemembered records
@@ -135,7 +139,7 @@ func (g *Registry) Register(n wire.Node, owner ConnID, fd int, now int64) (creat
 	}
 	r.Node, r.Owner, r.Fd, r.live = n, owner, fd, true
 	g.live.pushFront(r)
-	g.names = nil
+	g.changed()
 	return r.Creation, true
 }
 
@@ -173,7 +177,14 @@ func (g *Registry) forget(r *record) {
 	g.live.remove(r)
 	r.live = false
 	g.old.pushBack(r)
+	g.changed()
+}
+
+// changed drops what Names and Dump returned: the next calls make new
+// slices, and the old ones stay as they were for whoever holds them.
+func (g *Registry) changed() {
 	g.names = nil
+	g.dumpActive, g.dumpOld, g.dumped = nil, nil, false
 }
 
 // Lookup returns the registered node called name.
@@ -233,14 +244,23 @@ func entries(l *list) []Entry {
 }
 
 // Dump returns the DUMP reply's entries: registered newest first, then
-// remembered oldest first.
+// remembered oldest first. Like Names, the slices are read-only and never
+// change: the same ones are returned until either list changes, so a
+// server can cache their encoding, and a reader holding them is not
+// disturbed by later changes.
 func (g *Registry) Dump() (active, old []wire.DumpEntry) {
+	if g.dumped {
+		return g.dumpActive, g.dumpOld
+	}
+	active = make([]wire.DumpEntry, 0, g.live.n)
+	old = make([]wire.DumpEntry, 0, g.old.n)
 	for r := g.live.head; r != nil; r = r.next {
 		active = append(active, wire.DumpEntry{Name: r.Name, Port: r.Port, Fd: r.Fd})
 	}
 	for r := g.old.head; r != nil; r = r.next {
 		old = append(old, wire.DumpEntry{Name: r.Name, Port: r.Port, Fd: r.Fd})
 	}
+	g.dumpActive, g.dumpOld, g.dumped = active, old, true
 	return active, old
 }
 

@@ -54,6 +54,10 @@ const (
 // within the runtime's 10 ms preemption limit.
 const yieldEvery = 5 * time.Millisecond
 
+// maxWriteChunk bounds the bytes of a reply written in one step (see
+// write): about 50 µs of copying.
+const maxWriteChunk = 256 << 10
+
 // acceptBatch bounds the accepts made per listener event, so that a flood
 // of connections cannot starve the pending ones of their turn.
 const acceptBatch = 64
@@ -565,8 +569,14 @@ func (l *epollBackend) ready(id registry.ConnID, events uint32) {
 	l.s.event(c, ev)
 }
 
-// write writes b with one write(2), unless a fault is injected.
+// write writes b with one write(2), unless a fault is injected. It
+// writes at most maxWriteChunk bytes: a large reply leaves in steps, one
+// per round of the loop, so that the copy into the socket never holds up
+// the other connections for long.
 func (l *epollBackend) write(fd int, b []byte) (int, error) {
+	if len(b) > maxWriteChunk {
+		b = b[:maxWriteChunk]
+	}
 	if f := l.s.faults; f != nil && f.write != nil {
 		switch f.write() {
 		case faultError:

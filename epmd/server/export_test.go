@@ -1,6 +1,11 @@
 package server
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/gopmd/gopmd/epmd/registry"
+	"github.com/gopmd/gopmd/epmd/wire"
+)
 
 // The package's tests check that the owner's state is used on the owner
 // goroutine alone.
@@ -34,4 +39,15 @@ func NewFaulty(cfg Config, remote bool, write func() WriteFault) *Server {
 		panic(err)
 	}
 	return s
+}
+
+// Fill registers n nodes straight into the registry, held by connections
+// that do not exist, named by name(i): a large table without n sockets.
+func (s *Server) Fill(from, n int, name func(int) string) {
+	s.query(func() {
+		for i := from; i < from+n; i++ {
+			s.o.reg.Register(wire.Node{Name: name(i), Port: uint16(1000 + i%60000), High: 6, Low: 5},
+				registry.ConnID(1<<40+i), -1, 0)
+		}
+	})
 }

@@ -34,10 +34,10 @@ type owner struct {
 	machine *fsm.Conn
 	one     conn
 
-	// names is the encoding of the last NAMES reply: the registry's Names
-	// is the same slice until the registry changes. The bytes are never
-	// written to after, so a reply under way may share them.
-	names namesCache
+	// rep holds the encoded NAMES and DUMP replies, shared by the
+	// connections sending them, the encodings under way, and the pending
+	// output (replies.go).
+	rep replies
 }
 
 // conn is one connection: its state machine and its socket, as the
@@ -64,6 +64,12 @@ type conn struct {
 	off     int
 	writeBy time.Time
 	after   []fsm.Action
+
+	// rep is the pending reply c is writing, shared with the other
+	// connections writing the same bytes; encoding says c waits for its
+	// reply to be encoded (replies.go).
+	rep      *reply
+	encoding bool
 
 	probe *probeWait
 }
@@ -134,6 +140,7 @@ func (s *Server) sent(c *conn, err error) {
 	if c.closed {
 		return
 	}
+	s.release(c)
 	acts := c.after
 	c.after = nil
 	if err != nil {
@@ -163,19 +170,9 @@ func (s *Server) run(c *conn, acts []fsm.Action) {
 	for i := 0; i < len(acts); i++ {
 		switch a := acts[i].(type) {
 		case fsm.Send:
-			b, err := s.encode(a.Resp)
-			done := false
-			if err == nil {
-				if s.cfg.DelayWrite > 0 {
-					time.Sleep(s.cfg.DelayWrite)
-				}
-				done, err = s.be.send(c, b)
-			}
-			if err == nil && !done {
-				// The rest waits for the write: the actions are the
-				// machine's until its next Reset, so they are copied.
-				c = s.persist(c)
-				c.after = append([]fsm.Action(nil), acts[i+1:]...)
+			var waits bool
+			var err error
+			if c, waits, err = s.send(c, a.Resp, acts[i+1:]); waits {
 				return
 			}
 			if err != nil {
@@ -250,8 +247,8 @@ func (s *Server) persist(c *conn) *conn {
 	return pc
 }
 
-// closeConn closes a connection, with a reset if fsm asks for one, and
-// forgets it.
+// closeConn closes a connection, with a reset if fsm asks for one or a
+// reply is unfinished (replies.go), and forgets it.
 func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	if c.closed {
 		return
@@ -260,7 +257,8 @@ func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	if c.persisted {
 		delete(s.o.conns, c.id)
 	}
-	s.be.close(c, cl.Reset)
+	s.be.close(c, cl.Reset || c.unfinished())
+	s.release(c)
 	// logClose: stock epmd's own message, alone, when it has one
 	// (refusals and protocol errors show without -d, as stock's level-0
 	// messages do); otherwise a debug line.
@@ -368,9 +366,13 @@ func (s *Server) shutdown(why string, level slog.Level) {
 		return
 	}
 	o.stopping = true
+	// A connection still owed part of a reply, or all of one being
+	// encoded, is reset at once: its client must not take what came for
+	// a whole reply, and nothing waits for its write deadline.
 	for id, c := range o.conns {
 		c.closed = true
-		s.be.close(c, false)
+		s.be.close(c, c.unfinished())
+		s.release(c)
 		delete(o.conns, id)
 	}
 	o.probing = nil
@@ -413,37 +415,4 @@ func (s *Server) logStep(c *conn, before fsm.State, ev fsm.Event, acts []fsm.Act
 	}
 	s.log.Log(context.Background(), LevelTrace, fsm.ConnName(uint64(c.id))+" "+fsm.EventString(ev),
 		"state", before.String(), "next", c.m.State().String(), "actions", strs)
-}
-
-// namesCache is an encoded NAMES reply and the entries it was made from.
-type namesCache struct {
-	port  uint32
-	nodes []wire.NameEntry
-	b     []byte
-}
-
-// encode returns a reply's bytes. A NAMES reply is encoded once for as
-// long as the registry does not change: registry.Names returns the same
-// slice until then, and a new one after, so the slice says whether the
-// cached bytes still hold.
-func (s *Server) encode(r wire.Response) ([]byte, error) {
-	nr, ok := r.(*wire.NamesResp)
-	if !ok {
-		return r.AppendBinary(nil)
-	}
-	nc := &s.o.names
-	if nc.b != nil && nc.port == nr.Port && sameSlice(nc.nodes, nr.Nodes) {
-		return nc.b, nil
-	}
-	b, err := nr.AppendBinary(nil)
-	if err == nil {
-		*nc = namesCache{port: nr.Port, nodes: nr.Nodes, b: b}
-	}
-	return b, err
-}
-
-// sameSlice reports whether a and b are the same slice: same length, same
-// first element in memory.
-func sameSlice(a, b []wire.NameEntry) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }

@@ -98,6 +98,11 @@ type Config struct {
 	// Now is the clock that new names' creation numbers are drawn from;
 	// nil means time.Now. Deadlines always use the real clock.
 	Now func() time.Time
+	// MaxPendingOutput caps the bytes of replies whose write is under
+	// way, across all connections, each buffer counted once however many
+	// connections share it (see replies.go). Zero means
+	// DefaultMaxPendingOutput; a negative value, no cap.
+	MaxPendingOutput int64
 	// Backend chooses how sockets are served: BackendEpoll or
 	// BackendPortable. Empty means the value of $GOPMD_BACKEND if set,
 	// else the system's default (epoll on Linux, portable elsewhere).
@@ -148,6 +153,9 @@ func newServer(cfg Config, f *faults) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxPendingOutput == 0 {
+		cfg.MaxPendingOutput = DefaultMaxPendingOutput
 	}
 	if cfg.ProbeGrace == 0 {
 		cfg.ProbeGrace = DefaultProbeGrace
