@@ -83,19 +83,20 @@ func (cs Capabilities) missing(c *Case) string {
 // a failure on one of them is a failure of the case, not a block. Other
 // files are about the capability named like the file (names.txt: names).
 var subjects = map[string][]string{
-	"transcript":  {"*"},
-	"alive2":      {"alive2", "alive2-v"},
-	"creation":    {"alive2", "alive2-v"},
-	"lifecycle":   {"alive2"},
-	"daemon_mode": {"daemon-mode", "-daemon"},
-	"address":     {"-address", "ipv6"},
-	"cli":         {"cli", "exit", "systemd"},
-	"log":         {"log", "-d", "-debug"},
-	"kill":        {"kill", "exit", "-relaxed_command_check"},
-	"stop":        {"stop", "-relaxed_command_check"},
-	"timeout":     {"-packet_timeout"},
-	"delays":      {"-delay_write", "-delay_accept"},
-	"ipv6":        {"ipv6"},
+	"transcript":      {"*"},
+	"alive2":          {"alive2", "alive2-v"},
+	"creation":        {"alive2", "alive2-v"},
+	"lifecycle":       {"alive2"},
+	"daemon_mode":     {"daemon-mode", "-daemon"},
+	"address":         {"-address", "ipv6"},
+	"cli":             {"cli", "exit", "systemd"},
+	"log":             {"log", "-d", "-debug"},
+	"kill":            {"kill", "exit", "-relaxed_command_check"},
+	"stop":            {"stop", "-relaxed_command_check"},
+	"timeout":         {"-packet_timeout"},
+	"timeout_release": {"-packet_timeout"},
+	"delays":          {"-delay_write", "-delay_accept"},
+	"ipv6":            {"ipv6"},
 }
 
 // about reports whether the case is about capability key.

@@ -631,16 +631,23 @@ func (p *daemonProc) stop() {
 	if !p.detached {
 		return
 	}
+	// KILL_REQ until the daemon says OK, then only wait for its port to
+	// close: once it is gone, the port may soon be another daemon's (of
+	// this run or of another program), which must not get a KILL_REQ.
 	deadline := time.Now().Add(stopWait)
+	killed := false
 	for time.Now().Before(deadline) {
 		c, err := net.DialTimeout("tcp", p.addr4(), time.Second)
 		if err != nil {
 			reapOrphans()
 			return // gone
 		}
-		c.SetDeadline(time.Now().Add(time.Second))
-		c.Write([]byte{0, 1, 'k'})
-		io.ReadAll(c)
+		if !killed {
+			c.SetDeadline(time.Now().Add(time.Second))
+			c.Write([]byte{0, 1, 'k'})
+			b, _ := io.ReadAll(c)
+			killed = string(b) == "OK"
+		}
 		c.Close()
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -49,7 +49,9 @@ const (
 	// extra too long). Stock epmd keeps such a socket open, without
 	// timeout, until the peer closes it or sends anything; so do we.
 	Refused
-	// Closed: absorbing; every later event yields no action.
+	// Closed: absorbing; every later event yields no action, but for a
+	// WriteFailed of the reply planned with the close: that turns the
+	// close the server has not made yet into a reset (once).
 	Closed
 )
 
@@ -69,6 +71,10 @@ type Config struct {
 	Local   bool            // the peer passed the local-peer check at accept
 	Relaxed bool            // -relaxed_command_check or its variable
 	Port    uint32          // configured port, sent in NAMES and DUMP headers
+	// ProbeGrace is how long, in milliseconds of OwnerProbed.At, an
+	// ALIVE2 for a held name waits for its holder to show its end before
+	// it is refused as a duplicate (erlang/otp#11083); 0 means one look.
+	ProbeGrace int64
 }
 
 // Event is an input to Step, made by the server.
@@ -103,8 +109,14 @@ type WriteFailed struct{ Err error }
 
 // OwnerProbed answers ProbeOwner: Gone reports that the probed connection's
 // peer has already closed it, reset it or sent data on it, so its
-// registration is ending and only waits for the server to notice.
-type OwnerProbed struct{ Gone bool }
+// registration is ending and only waits for the server to notice. At is
+// when the server looked, in milliseconds on a clock of its choice (the
+// same for every look of one probe): the probe's grace counts from the
+// first look's At.
+type OwnerProbed struct {
+	Gone bool
+	At   int64
+}
 
 func (Received) isEvent()    {}
 func (Malformed) isEvent()   {}
@@ -124,7 +136,14 @@ type Send struct{ Resp wire.Response }
 // action. Reason is a stable token for logs ("done" after a normal reply);
 // Detail, when set, is the message stock epmd logs even without -d for
 // the same close, word for word ("got garbage ", "invalid packet size (0)").
-type Close struct{ Reason, Detail string }
+// Reset asks for an abortive close (a TCP reset) rather than an orderly
+// one: after a reply that could not be written in full, so that the
+// client sees an error rather than a reply that merely looks short (NAMES
+// and DUMP end at the close).
+type Close struct {
+	Reason, Detail string
+	Reset          bool
+}
 
 // CloseConn asks the server to close another connection: the one that held
 // a registration removed by STOP.
@@ -146,10 +165,12 @@ type UnregisteredNode struct{ Name string }
 // ProbeOwner asks the server whether the connection holding a name that an
 // ALIVE2 asks for is already gone (its peer closed or reset it, or sent
 // data on it), and to answer with OwnerProbed before anything else happens
-// to this connection. The server may take a moment to decide (it may watch
-// the holder briefly); meanwhile other connections may step, and the
-// answer is checked against the registry as it is then. ProbeOwner is
-// always the only action of its step.
+// to this connection. The first question is answered at once; when the
+// answer is "not gone" and the grace (Config.ProbeGrace) has not passed
+// since the first look, the machine asks again, and the server answers
+// after a pause, or as soon as the holder is gone; meanwhile other
+// connections may step, and the answer is checked against the registry as
+// it is then. ProbeOwner is always the only action of its step.
 type ProbeOwner struct{ ID registry.ConnID }
 
 // Refusal reports a request refused with a reply rather than a close
@@ -193,6 +214,12 @@ type Conn struct {
 	pending      *wire.Alive2Req
 	pendingOwner registry.ConnID
 	pendingNow   int64
+	probeUntil   int64 // the grace's end, from the first look's At; 0 before it
+
+	// replied says that the step that closed the connection planned a
+	// reply (and killed, a shutdown): a WriteFailed for that reply
+	// replaces its planned close with a reset, once.
+	replied, killed bool
 
 	// A look-up's reply and actions live here, made at the first look-up
 	// and kept by Reset, so that a look-up on a Conn that is Reset and
@@ -251,6 +278,16 @@ func (c *Conn) Step(reg *registry.Registry, ev Event) []Action {
 		if !isKnown(ev) {
 			panic(errBadEvent)
 		}
+		if _, ok := ev.(WriteFailed); ok && c.replied {
+			// The reply planned with the close failed: the server has
+			// not closed yet, and resets instead.
+			c.replied = false
+			acts := []Action{Close{Reason: ReasonWriteFailed, Reset: true}}
+			if c.killed {
+				acts = append([]Action{Shutdown{}}, acts...)
+			}
+			return acts
+		}
 		return nil
 	}
 }
@@ -299,7 +336,8 @@ func (c *Conn) stepAwaiting(reg *registry.Registry, ev Event) []Action {
 	case Timeout:
 		return c.becomeClosed(nil, ReasonTimeout)
 	case WriteFailed:
-		return c.becomeClosed(nil, ReasonWriteFailed)
+		c.state = Closed
+		return []Action{Close{Reason: ReasonWriteFailed, Reset: true}}
 	}
 	panic(errBadEvent)
 }
@@ -328,6 +366,10 @@ func (c *Conn) stepKept(reg *registry.Registry, ev Event) []Action {
 	if c.state == Registered && reg.Unregister(c.name, c.cfg.ID) {
 		acts = append(acts, UnregisteredNode{Name: c.name})
 	}
+	if reason == ReasonWriteFailed {
+		c.state = Closed
+		return append(acts, Close{Reason: reason, Reset: true})
+	}
 	return c.becomeClosed(acts, reason)
 }
 
@@ -338,6 +380,14 @@ func (c *Conn) becomeClosed(acts []Action, reason string) []Action {
 // closeWith closes with stock epmd's log message for the close.
 func (c *Conn) closeWith(acts []Action, reason, detail string) []Action {
 	c.state = Closed
+	for _, a := range acts {
+		switch a.(type) {
+		case Send:
+			c.replied = true
+		case Shutdown:
+			c.killed = true
+		}
+	}
 	if detail == "" && reason == ReasonDone {
 		return append(acts, closeDone) // boxed once, not per request
 	}
@@ -395,11 +445,11 @@ func (c *Conn) malformed(err error) []Action {
 	}
 	var detail string
 	switch {
-	case t == wire.TagAlive2Req && de.Field == "payload":
+	case t == wire.TagAlive2Req && de.Kind == wire.KindShort:
 		detail = "packet to small for request ALIVE2_REQ (" + strconv.Itoa(de.Offset) + ")" // sic
-	case t == wire.TagAlive2Req && de.Field == "Nlen":
+	case t == wire.TagAlive2Req && de.Kind == wire.KindNameLength:
 		detail = "Node name size error in ALIVE2_REQ"
-	case t == wire.TagAlive2Req && de.Field == "Elen":
+	case t == wire.TagAlive2Req && de.Kind == wire.KindExtraLength:
 		detail = "Extra info size error in ALIVE2_REQ"
 	case errors.Is(err, wire.ErrInvalid):
 		detail = "node name contains ascii 0 in " + stockName(t)
@@ -517,7 +567,7 @@ func (c *Conn) alive2(reg *registry.Registry, req *wire.Alive2Req, now int64) []
 		// daemon has seen the FIN of its previous registration
 		// (erlang/otp#11083). Stock epmd refuses it; see
 		// docs/differences.md.
-		c.pending, c.pendingOwner, c.pendingNow = req, owner, now
+		c.pending, c.pendingOwner, c.pendingNow, c.probeUntil = req, owner, now, 0
 		return []Action{ProbeOwner{ID: owner}}
 	}
 	return c.register(reg, req, now)
@@ -528,10 +578,20 @@ func (c *Conn) alive2(reg *registry.Registry, req *wire.Alive2Req, now int64) []
 // once the server noticed); a live holder makes this a duplicate.
 func (c *Conn) probed(reg *registry.Registry, p OwnerProbed) []Action {
 	req, owner, now := c.pending, c.pendingOwner, c.pendingNow
-	c.pending = nil
 	if req == nil {
 		return nil // an answer to no question
 	}
+	if !p.Gone && c.cfg.ProbeGrace > 0 {
+		if c.probeUntil == 0 {
+			c.probeUntil = p.At + c.cfg.ProbeGrace
+		}
+		if p.At < c.probeUntil {
+			// The holder still looks alive; it may yet show its end
+			// (a restarting node's VM closes its old socket late).
+			return []Action{ProbeOwner{ID: owner}}
+		}
+	}
+	c.pending = nil
 	var acts []Action
 	if p.Gone && reg.Unregister(req.Name, owner) {
 		acts = append(acts, UnregisteredNode{Name: req.Name}, CloseConn{ID: owner})

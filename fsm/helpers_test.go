@@ -42,6 +42,9 @@ func step(t tb, c *fsm.Conn, reg *registry.Registry, ev fsm.Event) []fsm.Action 
 func stepProbe(t tb, c *fsm.Conn, reg *registry.Registry, ev fsm.Event, gone func(registry.ConnID) bool) []fsm.Action {
 	t.Helper()
 	acts := stepChecked(t, c, reg, ev)
+	if _, again := ev.(fsm.OwnerProbed); again {
+		return acts // an answer given by the caller: a new question waits for the next
+	}
 	if len(acts) == 1 {
 		if p, ok := acts[0].(fsm.ProbeOwner); ok {
 			acts = append(acts, stepChecked(t, c, reg, fsm.OwnerProbed{Gone: gone(p.ID)})...)

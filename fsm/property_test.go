@@ -17,7 +17,8 @@ import (
 // TestConnProperties drives several connections sharing one registry with
 // random events and checks, after every step:
 //
-//   - Closed is absorbing: no actions, no way out;
+//   - Closed is absorbing: no actions, no way out, but for one WriteFailed
+//     of the reply planned with the close, which makes that close a reset;
 //   - a connection gets at most one Close, as the last action of the step
 //     that closes it, and nothing after it; a step that ends in Closed
 //     carries that Close;
@@ -53,6 +54,7 @@ type tconn struct {
 	c       *fsm.Conn
 	closed  bool // a Close action was seen
 	stopped bool // a STOP from another connection took its registration
+	replied bool // the step that closed it planned a reply
 }
 
 // sent is a reply as encoded when Step returned it.
@@ -154,17 +156,31 @@ func (m *machine) step(t *rapid.T) {
 	after := tc.c.State()
 
 	if tc.closed {
+		if _, wf := ev.(fsm.WriteFailed); wf && tc.replied {
+			// The reply planned with the close failed: the close
+			// becomes a reset, once.
+			tc.replied = false
+			if len(acts) == 0 || after != fsm.Closed || acts[len(acts)-1] != (fsm.Close{Reason: fsm.ReasonWriteFailed, Reset: true}) {
+				t.Fatalf("conn %d: WriteFailed of its reply gave %#v and state %v", id, acts, after)
+			}
+			return
+		}
 		if acts != nil || after != fsm.Closed {
 			t.Fatalf("conn %d: closed, but %T gave %#v and state %v", id, ev, acts, after)
 		}
 		return
 	}
+	replied := false
 	for i, a := range acts {
+		if _, ok := a.(fsm.Send); ok {
+			replied = true
+		}
 		if _, ok := a.(fsm.Close); ok {
 			if i != len(acts)-1 {
 				t.Fatalf("conn %d: Close at %d of %d actions: %#v", id, i, len(acts), acts)
 			}
 			tc.closed = true
+			tc.replied = replied
 		}
 	}
 	if tc.closed != (after == fsm.Closed) {

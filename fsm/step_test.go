@@ -75,6 +75,9 @@ func sendY(result uint8, creation uint16) fsm.Action {
 
 func closeFor(reason string) fsm.Action { return fsm.Close{Reason: reason} }
 
+// resetFor is the close after a write failed: a reset.
+func resetFor(reason string) fsm.Action { return fsm.Close{Reason: reason, Reset: true} }
+
 var done = closeFor(fsm.ReasonDone)
 
 func stepCases() []stepCase {
@@ -349,7 +352,7 @@ func stepCases() []stepCase {
 		{name: "awaiting/timeout", cfg: local, ev: fsm.Timeout{},
 			want: []fsm.Action{closeFor(fsm.ReasonTimeout)}, state: fsm.Closed},
 		{name: "awaiting/write_failed", cfg: local, ev: fsm.WriteFailed{Err: io.ErrClosedPipe},
-			want: []fsm.Action{closeFor(fsm.ReasonWriteFailed)}, state: fsm.Closed},
+			want: []fsm.Action{resetFor(fsm.ReasonWriteFailed)}, state: fsm.Closed},
 		{name: "awaiting/malformed_leaves_others_alone", cfg: local, prior: alphaHeld, ev: fsm.Malformed{},
 			want: []fsm.Action{closeFor(fsm.ReasonMalformed)}, state: fsm.Closed,
 			owners: map[string]registry.ConnID{"alpha": 2}},
@@ -367,7 +370,7 @@ func stepCases() []stepCase {
 			want:  []fsm.Action{fsm.UnregisteredNode{Name: "alpha"}, closeFor(fsm.ReasonData)},
 			state: fsm.Closed},
 		{name: "registered/write_failed", cfg: local, prior: selfAlpha, ev: fsm.WriteFailed{},
-			want:  []fsm.Action{fsm.UnregisteredNode{Name: "alpha"}, closeFor(fsm.ReasonWriteFailed)},
+			want:  []fsm.Action{fsm.UnregisteredNode{Name: "alpha"}, resetFor(fsm.ReasonWriteFailed)},
 			state: fsm.Closed},
 		{name: "registered/malformed", cfg: local, prior: selfAlpha, ev: fsm.Malformed{},
 			want:  []fsm.Action{fsm.UnregisteredNode{Name: "alpha"}, closeFor(fsm.ReasonMalformed)},
@@ -409,7 +412,7 @@ func stepCases() []stepCase {
 			want: []fsm.Action{closeFor(fsm.ReasonData)}, state: fsm.Closed,
 			owners: map[string]registry.ConnID{"alpha": 2}},
 		{name: "refused/write_failed", cfg: local, prior: selfRefused, ev: fsm.WriteFailed{},
-			want: []fsm.Action{closeFor(fsm.ReasonWriteFailed)}, state: fsm.Closed,
+			want: []fsm.Action{resetFor(fsm.ReasonWriteFailed)}, state: fsm.Closed,
 			owners: map[string]registry.ConnID{"alpha": 2}},
 		{name: "refused/malformed", cfg: local, prior: selfRefused, ev: fsm.Malformed{},
 			want: []fsm.Action{closeFor(fsm.ReasonMalformed)}, state: fsm.Closed,
@@ -471,7 +474,10 @@ func allEvents() []fsm.Event {
 }
 
 // TestClosedAbsorbs closes a connection in each way there is, then feeds it
-// every event: no actions, no state change, no registry change.
+// every event: no actions, no state change, no registry change. The one
+// exception comes first: when the closing step planned a reply, a
+// WriteFailed for it turns the planned close into a reset (keeping a
+// planned Shutdown), once.
 func TestClosedAbsorbs(t *testing.T) {
 	for _, tc := range stepCases() {
 		if tc.state != fsm.Closed {
@@ -491,6 +497,20 @@ func TestClosedAbsorbs(t *testing.T) {
 			}
 			if c.State() != fsm.Closed {
 				t.Fatalf("state = %v, want Closed", c.State())
+			}
+			var want []fsm.Action
+			for _, a := range tc.want {
+				if _, ok := a.(fsm.Send); ok {
+					want = []fsm.Action{resetFor(fsm.ReasonWriteFailed)}
+				}
+			}
+			for _, a := range tc.want {
+				if _, ok := a.(fsm.Shutdown); ok && want != nil {
+					want = append([]fsm.Action{fsm.Shutdown{}}, want...)
+				}
+			}
+			if got := step(t, c, reg, fsm.WriteFailed{}); !cmp.Equal(got, want) {
+				t.Errorf("WriteFailed after the closing step = %#v, want %#v", got, want)
 			}
 			before := reg.Live()
 			beforeOld := reg.Remembered()

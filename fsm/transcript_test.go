@@ -18,7 +18,7 @@ package fsm_test
 // Commands:
 //
 //	registry max=N                 start over with registry.New(N) (default MaxRemembered)
-//	conn NAME local|remote [relaxed] [port=N] [fd=N]
+//	conn NAME local|remote [relaxed] [port=N] [fd=N] [grace=N]
 //	                               a new connection; IDs count from 1, fds from 5
 //	NAME recv alive2 name=S [port=N] [type=N] [proto=N] [high=N] [low=N] [extra=S] [now=N]
 //	                               defaults: port 0, type 77, proto 0, high 6, low 5, now 1000
@@ -26,6 +26,9 @@ package fsm_test
 //	NAME recv names | dump | kill
 //	NAME recv stop name=S
 //	NAME malformed | data | peerclosed | timeout | writefailed
+//	NAME probed at=N [gone=true]   the server's answer to a ProbeOwner asked again
+//	                               (OwnerProbed at N ms; a first ProbeOwner is
+//	                               answered at once, at=0, gone as NAME gone says)
 //	NAME gone                      the peer of NAME has closed its socket, but the
 //	                               event is not delivered yet: a ProbeOwner of NAME
 //	                               is answered Gone (otherwise not gone)
@@ -310,7 +313,11 @@ func (e *transcriptEnv) newConn(name string, flags []string, args *kv) error {
 	if err != nil {
 		return err
 	}
-	cfg.Port, cfg.Fd = uint32(port), fd
+	grace, err := args.int("grace", 0)
+	if err != nil {
+		return err
+	}
+	cfg.Port, cfg.Fd, cfg.ProbeGrace = uint32(port), fd, int64(grace)
 	e.nextID++
 	e.nextFd++
 	e.conns[name] = fsm.New(cfg)
@@ -334,6 +341,13 @@ func parseEvent(words []string, args *kv) (fsm.Event, error) {
 			return fsm.Timeout{}, nil
 		case "writefailed":
 			return fsm.WriteFailed{}, nil
+		case "probed":
+			at, err := args.int64("at", 0)
+			if err != nil {
+				return nil, err
+			}
+			gone, _ := args.str("gone")
+			return fsm.OwnerProbed{Gone: gone == "true", At: at}, nil
 		}
 		return nil, fmt.Errorf("unknown event %q", words[0])
 	}
@@ -413,8 +427,10 @@ func (e *transcriptEnv) step(name string, c *fsm.Conn, ev fsm.Event) []string {
 		}
 	}
 	var out []string
-	for _, a := range acts {
-		out = append(out, e.formatAction(a)...)
+	for i, a := range acts {
+		// A ProbeOwner is answered by the next actions; the last action
+		// of a step, it waits for a "probed" line.
+		out = append(out, e.formatAction(a, i < len(acts)-1)...)
 	}
 	if len(acts) == 0 {
 		out = append(out, "(no actions)")
@@ -434,7 +450,7 @@ func formatNode(n wire.Node) string {
 		fmtStr(n.Name), n.Port, n.Type, n.Proto, n.High, n.Low, fmtStr(n.Extra))
 }
 
-func (e *transcriptEnv) formatAction(a fsm.Action) []string {
+func (e *transcriptEnv) formatAction(a fsm.Action, answered bool) []string {
 	switch a := a.(type) {
 	case fsm.RegisteredNode:
 		return []string{"registered " + formatNode(a.Node) + " creation=" + strconv.FormatUint(uint64(a.Creation), 10)}
@@ -443,15 +459,22 @@ func (e *transcriptEnv) formatAction(a fsm.Action) []string {
 	case fsm.Refusal:
 		return []string{"refusal reason=" + a.Reason + " detail=" + strconv.Quote(a.Detail)}
 	case fsm.Close:
+		line := "close reason=" + a.Reason
 		if a.Detail != "" {
-			return []string{"close reason=" + a.Reason + " detail=" + strconv.Quote(a.Detail)}
+			line += " detail=" + strconv.Quote(a.Detail)
 		}
-		return []string{"close reason=" + a.Reason}
+		if a.Reset {
+			line += " reset"
+		}
+		return []string{line}
 	case fsm.CloseConn:
 		return []string{"close_conn " + e.connName(a.ID)}
 	case fsm.Shutdown:
 		return []string{"shutdown"}
 	case fsm.ProbeOwner:
+		if !answered {
+			return []string{"probe_owner " + e.connName(a.ID) + " (waiting)"}
+		}
 		return []string{"probe_owner " + e.connName(a.ID) + " -> gone=" + strconv.FormatBool(e.gone[a.ID])}
 	case fsm.Send:
 		return e.formatSend(a.Resp)

@@ -116,6 +116,7 @@ type simConn struct {
 	closed   bool // Close seen
 	stopped  bool // its registration was taken (STOP, or a probe found its peer gone)
 	peerGone bool // the peer has closed; a ProbeOwner of this conn sees it
+	replied  bool // the step that closed it planned a reply
 }
 
 type sentReply struct {
@@ -316,6 +317,15 @@ func (sim *connSim) step(c *simConn, ev fsm.Event) {
 	liveBefore := sim.reg.Len()
 	acts := c.c.Step(sim.reg, ev)
 	sim.logf("conn %d %v: %s -> %v %s", c.id, before, eventString(ev), c.c.State(), actionsString(acts))
+	if _, wf := ev.(fsm.WriteFailed); wf && before == fsm.Closed && c.replied {
+		// The reply planned with the close failed: that close, not made
+		// yet, becomes a reset (a planned Shutdown stays), once.
+		c.replied = false
+		if n := len(acts); n == 0 || c.c.State() != fsm.Closed || acts[n-1] != (fsm.Close{Reason: fsm.ReasonWriteFailed, Reset: true}) {
+			sim.fatalf("closed conn %d: WriteFailed of its reply gave %s", c.id, actionsString(acts))
+		}
+		return
+	}
 	if before == fsm.Closed && (len(acts) > 0 || c.c.State() != fsm.Closed) {
 		sim.fatalf("closed conn %d acted or left Closed", c.id)
 	}
@@ -331,6 +341,11 @@ func (sim *connSim) step(c *simConn, ev fsm.Event) {
 				sim.fatalf("conn %d: second Close", c.id)
 			}
 			c.closed = true
+			for _, b := range acts {
+				if _, ok := b.(fsm.Send); ok {
+					c.replied = true
+				}
+			}
 		case fsm.CloseConn:
 			o := sim.byID[a.ID]
 			switch {

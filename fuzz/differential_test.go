@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopmd/gopmd/epmd/registry"
 	"github.com/gopmd/gopmd/epmd/server"
 	"github.com/gopmd/gopmd/epmd/wire"
 )
@@ -535,7 +536,7 @@ func startDiffPair(bin string) (*diffPair, error) {
 		st.kill()
 		return nil, err
 	}
-	srv := server.New(server.Config{Port: uint32(port), Relaxed: true, Debug: 1, ProbeGrace: -1})
+	srv := server.New(server.Config{Port: uint32(port), Relaxed: true, MaxRemembered: registry.DebugMaxRemembered, ProbeGrace: -1})
 	go srv.Serve(ln)
 	return &diffPair{
 		stock: st, srv: srv, port: port,

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopmd/gopmd/epmd/registry"
 	"github.com/gopmd/gopmd/epmd/server"
 	"github.com/gopmd/gopmd/epmd/wire"
 )
@@ -65,9 +66,9 @@ func startDaemon() (*daemonFixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Debug 1 caps the remembered names at 5, as -d does, so DUMP stays
+	// The remembered names are capped at 5, as -d does, so DUMP stays
 	// short and recycled records get exercised.
-	srv := server.New(server.Config{Port: configuredPort, PacketTimeout: fuzzPacketTimeout, Debug: 1})
+	srv := server.New(server.Config{Port: configuredPort, PacketTimeout: fuzzPacketTimeout, MaxRemembered: registry.DebugMaxRemembered})
 	go srv.Serve(ln)
 	d := &daemonFixture{srv: srv, addr: ln.Addr().String()}
 	c, err := net.DialTimeout("tcp4", d.addr, ioDeadline)

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gopmd/gopmd/epmd/registry"
 	"github.com/gopmd/gopmd/epmd/server"
 )
 
@@ -32,11 +33,23 @@ func daemon(o options, stderr io.Writer) int {
 	log, closeLog := newLogger(o, stderr)
 	defer closeLog()
 	status := serve(o, log)
+	if status == statusHandedOver {
+		return 0 // another process serves: nothing to tell systemd
+	}
 	if o.systemd {
 		// Stock epmd reports every orderly exit to systemd.
 		sdNotify("STATUS=Exited.\nERRNO=" + strconv.Itoa(status))
 	}
 	return status
+}
+
+// rememberedCap is stock epmd's cap on remembered names: 5 under -d
+// (MAX_UNREG_COUNT in debug mode), else 1000.
+func rememberedCap(debug int) int {
+	if debug > 0 {
+		return registry.DebugMaxRemembered
+	}
+	return registry.MaxRemembered
 }
 
 // newLogger logs to stderr in stock epmd's line format; to the journal, one
@@ -82,23 +95,41 @@ func serve(o options, log *slog.Logger) int {
 	if ready != nil {
 		defer ready.Close()
 	}
-	lns, status, ok := listeners(o, log)
-	if !ok {
-		return status
-	}
-
-	srv, err := server.NewErr(server.Config{
+	cfg := server.Config{
 		// The NAMES/DUMP header carries the configured value itself,
 		// e.g. 70000 while listening on 70000 mod 65536 (stock sends
 		// its int port; a negative one wraps).
 		Port:          uint32(o.port),
 		Relaxed:       o.relaxed,
-		Debug:         o.debug,
+		MaxRemembered: rememberedCap(o.debug),
 		PacketTimeout: seconds(o.packetTimeout), // 0: the server's default
 		DelayAccept:   seconds(o.delayAccept),
 		DelayWrite:    seconds(o.delayWrite),
 		Logger:        log,
-	})
+	}
+	// A process started by an in-place upgrade takes its sockets and
+	// state from the old one (upgrade.go); one started by systemd may
+	// find them in the descriptor store (upgrade_systemd_linux.go).
+	up := upgradeConn(o)
+	var (
+		srv *server.Server
+		lns []net.Listener
+		err error
+	)
+	if up != nil {
+		srv, lns, err = takeOver(o, up, cfg, log)
+		if err != nil {
+			log.Error("upgrade: cannot take over: " + err.Error())
+			return 1
+		}
+	} else {
+		var status int
+		var ok bool
+		if lns, status, ok = listeners(o, log); !ok {
+			return status
+		}
+		srv, err = newServer(o, cfg, log)
+	}
 	if err != nil { // $GOPMD_BACKEND names no backend of this system
 		log.Error(err.Error())
 		for _, ln := range lns {
@@ -114,28 +145,46 @@ func serve(o options, log *slog.Logger) int {
 			}
 		}()
 	}
+	if up != nil {
+		tookOver(o, up)
+	}
 	if ready != nil {
 		ready.Write([]byte{1}) // the sockets listen
 		ready.Close()
 	}
-	if o.systemd {
+	if o.systemd && up == nil {
+		// (After an upgrade the service is ready already, and the old
+		// process names this one the main process.)
 		sdNotify("READY=1\nSTATUS=Processing port mapping requests...\nMAINPID=" + strconv.Itoa(os.Getpid()))
 	}
 	log.Log(context.Background(), server.LevelConn, "entering the main loop")
 
-	status = 0
-	select {
-	case <-srv.Done(): // KILL
-	case sig := <-sigs:
-		name := "SIGTERM"
-		if sig == syscall.SIGINT {
-			name = "SIGINT"
+	status := 0
+	usr2 := upgradeSignal()
+wait:
+	for {
+		select {
+		case <-srv.Done(): // KILL
+		case <-usr2:
+			if upgrade(o, srv, log) {
+				return statusHandedOver
+			}
+			continue
+		case sig := <-sigs:
+			name := "SIGTERM"
+			if sig == syscall.SIGINT {
+				name = "SIGINT"
+			}
+			log.Log(context.Background(), levelNotice, "terminating on "+name)
+			if o.systemd && storeForRestart(srv, log) {
+				return 0
+			}
+		case err := <-serveErr:
+			// Stock epmd exits 1 when accept fails for good.
+			log.Error("error in accept: " + err.Error())
+			status = 1
 		}
-		log.Log(context.Background(), levelNotice, "terminating on "+name)
-	case err := <-serveErr:
-		// Stock epmd exits 1 when accept fails for good.
-		log.Error("error in accept: " + err.Error())
-		status = 1
+		break wait
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()

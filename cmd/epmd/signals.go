@@ -27,8 +27,10 @@ import (
 //   - SIGPIPE is always ignored, as in stock (a log write to a closed pipe
 //     must not kill the daemon), and SIGHUP in the -daemon copy, as stock's
 //     daemon does.
-//   - SIGUSR1, SIGUSR2 and the other fatalSignals end the process as
-//     stock's default action does, where the Go runtime would drop them.
+//   - SIGUSR1 and the other fatalSignals end the process as stock's
+//     default action does, where the Go runtime would drop them. SIGUSR2
+//     is one of them except on Linux, where it asks for an in-place
+//     upgrade (upgrade.go).
 func catchSignals(daemonChild bool) (<-chan os.Signal, func()) {
 	caught := []os.Signal{syscall.SIGTERM}
 	if signal.Ignored(syscall.SIGINT) {

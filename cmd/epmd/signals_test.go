@@ -64,8 +64,8 @@ func TestIgnoredSignalsStayIgnored(t *testing.T) {
 }
 
 // TestSignalsNotIgnored: without an inherited ignore, SIGQUIT, SIGHUP and
-// the signals whose default action ends a process (SIGUSR1, SIGUSR2, ...,
-// which the Go runtime alone would drop) end both daemons (ours by
+// the signals whose default action ends a process (SIGUSR1, ..., which
+// the Go runtime alone would drop; SIGUSR2 but on Linux) end both daemons (ours by
 // SIGQUIT through the Go runtime: a goroutine dump and status 2); SIGINT
 // ends ours in order (TestSignal).
 func TestSignalsNotIgnored(t *testing.T) {

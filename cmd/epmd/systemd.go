@@ -44,6 +44,9 @@ func systemdListeners() ([]net.Listener, error) {
 		return nil, fmt.Errorf("cannot obtain sockets from systemd: %s", server.Strerror(err))
 	}
 	files := activation.Files(true)
+	// Registration sockets and the snapshot that a previous process of
+	// the service put in the descriptor store come along (upgrade_systemd_linux.go).
+	files = takeStored(files)
 	defer func() {
 		for _, f := range files {
 			f.Close() // the listeners hold duplicates

@@ -1,17 +1,14 @@
 package client_test
 
 // Tests against the stock C epmd, started per test on a free loopback port.
-// They skip when no epmd is installed (Debian: apt-get install erlang-base).
+// They skip when no epmd is installed (Debian: apt-get install erlang-base),
+// and fail instead under GOPMD_REQUIRE_ERLANG=1 (make test).
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,113 +17,38 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gopmd/gopmd/epmd/client"
+	"github.com/gopmd/gopmd/epmd/epmdtest"
 	"github.com/gopmd/gopmd/epmd/wire"
 )
 
 // daemon is one stock epmd process started by a test.
 type daemon struct {
-	port   int
-	c      *client.Client // talks to 127.0.0.1:port
-	exited chan struct{}  // closed when the process has exited
-	state  *os.ProcessState
-	stderr bytes.Buffer // read only after exited
+	port int
+	c    *client.Client // talks to 127.0.0.1:port
+	p    *epmdtest.Process
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startEpmd starts a stock epmd on a free loopback port and waits until it
-// answers NAMES. The daemon listens on 127.0.0.1 and ::1 only (-address
-// 127.0.0.1; stock always adds both loopback addresses). A cleanup kills it.
+// startEpmd starts a stock epmd on a free loopback port (epmdtest.Start)
+// and waits until it answers NAMES. Without a stock epmd the test skips,
+// or fails under GOPMD_REQUIRE_ERLANG=1 (make test).
 func startEpmd(t *testing.T, relaxed bool) *daemon {
 	t.Helper()
-	bin, err := exec.LookPath("epmd")
-	if err != nil {
-		t.Skipf("stock epmd not found (install Debian's erlang-base): %v", err)
+	var args []string
+	if relaxed {
+		args = append(args, "-relaxed_command_check")
 	}
-	// A port taken between freePort and epmd's bind makes epmd exit 0
-	// (EADDRINUSE); try a few ports.
-	for range 5 {
-		d := &daemon{port: freePort(t), exited: make(chan struct{})}
-		args := []string{"-port", strconv.Itoa(d.port), "-address", "127.0.0.1"}
-		if relaxed {
-			args = append(args, "-relaxed_command_check")
-		}
-		cmd := exec.Command(bin, args...)
-		// ERL_EPMD_RELAXED_COMMAND_CHECK, even empty, would make every
-		// daemon relaxed; ERL_EPMD_ADDRESS is overridden by -address anyway.
-		cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
-			return strings.HasPrefix(kv, "ERL_EPMD_")
-		})
-		cmd.Stderr = &d.stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", bin, err)
-		}
-		go func() {
-			cmd.Wait()
-			d.state = cmd.ProcessState
-			close(d.exited)
-		}()
-		t.Cleanup(func() {
-			cmd.Process.Kill() // fails harmlessly if it has exited already
-			<-d.exited
-			if t.Failed() && d.stderr.Len() > 0 {
-				t.Logf("epmd on port %d said:\n%s", d.port, d.stderr.String())
-			}
-		})
-		d.c = &client.Client{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(d.port)), Timeout: 5 * time.Second}
-		if d.waitReady(t) {
-			return d
-		}
-	}
-	t.Fatal("could not start epmd on a free port")
-	return nil
-}
-
-// waitReady polls NAMES until the daemon answers with its own port.
-func (d *daemon) waitReady(t *testing.T) bool {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-d.exited:
-			return false
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		port, _, err := d.c.Names(ctx)
-		cancel()
-		if err == nil && port == uint32(d.port) {
-			select {
-			case <-d.exited:
-				return false
-			default:
-				return true
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+	p := epmdtest.Start(t, epmdtest.Stock(t), args...)
+	return &daemon{port: p.Port, c: p.Client, p: p}
 }
 
 // waitExit waits for the daemon to exit on its own and returns its status.
 func (d *daemon) waitExit(t *testing.T) int {
 	t.Helper()
-	select {
-	case <-d.exited:
-		return d.state.ExitCode()
-	case <-time.After(10 * time.Second):
+	code := d.p.Wait(10 * time.Second)
+	if code < 0 {
 		t.Fatal("epmd did not exit")
-		return -1
 	}
+	return code
 }
 
 func testContext(t *testing.T) context.Context {
@@ -521,4 +443,15 @@ func TestStockLocalDialOrder(t *testing.T) {
 	if port, _, err := c.Names(ctx); err != nil || port != uint32(d.port) {
 		t.Errorf("Names with only Fallback = %d, %v", port, err)
 	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -80,6 +81,7 @@ type epollBackend struct {
 	batch    []acceptedConn
 	stopped  bool
 	failed   bool // epoll_wait failed: the descriptors may not be trusted
+	frozen   bool // handing over: listeners and kept sockets out of the set
 }
 
 // listenSock is a listening socket the loop accepts on: a duplicate of a
@@ -226,7 +228,7 @@ func (l *epollBackend) run() {
 				continue
 			}
 			l.s.log.Error("epoll_wait failed; the daemon stops serving", "err", err)
-			l.s.shutdown("event loop failed")
+			l.s.shutdown("shutting down: the event loop failed", slog.LevelDebug)
 			return
 		}
 		for _, ev := range events[:n] {
@@ -304,6 +306,10 @@ func (l *epollBackend) timers() int {
 	}
 	armed := l.disarmed[:0]
 	for _, ls := range l.disarmed {
+		if l.frozen {
+			armed = append(armed, ls) // out of the set until thawed
+			continue
+		}
 		if l.lns[ls.key] != ls {
 			// It failed for good meanwhile (a hang-up is reported even
 			// while disarmed): its descriptor is closed, and its number
@@ -625,6 +631,9 @@ func (l *epollBackend) flush(c *conn) {
 }
 
 func (l *epollBackend) keep(c *conn) error {
+	if l.frozen {
+		return l.unwatch(c) // watched again when thawed
+	}
 	op := unix.EPOLL_CTL_ADD
 	if c.inSet || c.watched {
 		op = unix.EPOLL_CTL_MOD

@@ -2,8 +2,8 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/gopmd/gopmd/epmd/registry"
@@ -20,6 +20,7 @@ type owner struct {
 	conns    map[registry.ConnID]*conn // kept, writing or probing connections
 	nextID   registry.ConnID
 	stopping bool
+	frozen   bool // handing over: not accepting, kept sockets not watched (handover.go)
 	kill     bool // a KILL asked for a shutdown once its actions are done
 
 	// probing lists the connections whose ALIVE2 waits for the holder of
@@ -57,12 +58,6 @@ type conn struct {
 	// key it waited with, which no longer leads anywhere.
 	watched, inSet bool
 
-	// writeFailed is set when a reply could not be written in full: the
-	// close is then a reset, so that the client sees an error rather
-	// than a reply that merely looks short (NAMES and DUMP end at the
-	// close).
-	writeFailed bool
-
 	// A reply under way: out[off:] is still to be written (epoll), by
 	// writeBy; after holds the actions that follow its Send.
 	out     []byte
@@ -76,8 +71,7 @@ type conn struct {
 // probeWait is an ALIVE2 waiting for the holder of its name to go.
 type probeWait struct {
 	holder      registry.ConnID
-	start, next time.Time
-	until       time.Time
+	start, next time.Time // the first look; the next (zero before the second)
 	pause       time.Duration
 }
 
@@ -104,10 +98,15 @@ func (s *Server) arrived(a arrival, req wire.Request, ev fsm.Event) {
 	o.nextID++
 	c := &o.one
 	*c = conn{id: o.nextID, m: o.machine, fd: a.fd, ps: a.ps, peer: a.peer, inSet: a.inSet}
-	c.m.Reset(fsm.Config{ID: c.id, Fd: a.fd, Local: a.local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port})
+	c.m.Reset(fsm.Config{ID: c.id, Fd: a.fd, Local: a.local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port,
+		ProbeGrace: max(s.cfg.ProbeGrace.Milliseconds(), 0)})
 	if s.logConns {
 		s.log.Log(context.Background(), LevelConn, "connection opened",
 			"conn", uint64(c.id), "fd", a.fd, "peer", a.peer.String(), "local", a.local)
+	}
+	if s.logSteps {
+		s.log.Log(context.Background(), LevelTrace,
+			"conn "+fsm.ConnName(uint64(c.id))+" "+fsm.ConfigString(c.m.Config()))
 	}
 	var acts []fsm.Action
 	if req != nil {
@@ -155,7 +154,7 @@ func (s *Server) exec(c *conn, acts []fsm.Action) {
 	s.run(c, acts)
 	if o.kill && !o.stopping {
 		o.kill = false
-		s.shutdown(killMessage)
+		s.shutdown(killMessage, slog.LevelInfo)
 	}
 }
 
@@ -224,9 +223,9 @@ func (s *Server) run(c *conn, acts []fsm.Action) {
 }
 
 // writeFailed tells the machine a reply failed, and returns its new
-// actions, or nil when it had already planned its close.
+// actions, which replace the planned ones (a close planned with the reply
+// becomes a reset: fsm decides), or nil.
 func (s *Server) writeFailed(c *conn, err error) []fsm.Action {
-	c.writeFailed = true
 	if more := s.step(c, fsm.WriteFailed{Err: err}); len(more) > 0 {
 		return more
 	}
@@ -251,7 +250,7 @@ func (s *Server) persist(c *conn) *conn {
 	return pc
 }
 
-// closeConn closes a connection, with a reset if a reply failed, and
+// closeConn closes a connection, with a reset if fsm asks for one, and
 // forgets it.
 func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	if c.closed {
@@ -261,7 +260,7 @@ func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	if c.persisted {
 		delete(s.o.conns, c.id)
 	}
-	s.be.close(c, c.writeFailed)
+	s.be.close(c, cl.Reset)
 	// logClose: stock epmd's own message, alone, when it has one
 	// (refusals and protocol errors show without -d, as stock's level-0
 	// messages do); otherwise a debug line.
@@ -273,31 +272,63 @@ func (s *Server) closeConn(c *conn, cl fsm.Close) {
 	}
 }
 
-// probe answers a ProbeOwner: at once if the holder's socket already shows
-// its end (or the grace is negative), else once it does, or the holder
-// is forgotten, or the grace has passed (idle looks). An Erlang node (OTP
-// 25) that stops and restarts distribution closes its old registration
-// socket asynchronously, when the VM gets round to closing the dead
-// erl_epmd process's port, and that can come a moment after the new
-// ALIVE2: with a look at once alone about 1 restart in 400 was still
-// refused.
+// probe answers a ProbeOwner. The first question is answered at once with
+// a look at the holder's socket; when fsm asks again (the holder still
+// looked alive and its grace, fsm's decision, has not passed), the next
+// look comes after a pause, from 1 ms doubling up to 16 ms, or as soon as
+// the holder is forgotten (idle). An Erlang node (OTP 25) that stops and
+// restarts distribution closes its old registration socket asynchronously,
+// when the VM gets round to closing the dead erl_epmd process's port, and
+// that can come a moment after the new ALIVE2: with a look at once alone
+// about 1 restart in 400 was still refused.
 func (s *Server) probe(c *conn, holder registry.ConnID) {
-	h := s.o.conns[holder]
-	gone := h == nil || s.be.gone(h)
-	if gone || s.cfg.ProbeGrace < 0 {
-		s.run(c, s.step(c, fsm.OwnerProbed{Gone: gone}))
+	now := time.Now()
+	p := c.probe
+	if p == nil {
+		c.probe = &probeWait{holder: holder, start: now, pause: time.Millisecond}
+		s.look(c, now)
 		return
 	}
-	// Nothing of this socket may wake the backend while it waits.
-	s.be.hold(c)
-	now := time.Now()
-	c.probe = &probeWait{holder: holder, start: now, next: now.Add(time.Millisecond),
-		until: now.Add(s.cfg.ProbeGrace), pause: time.Millisecond}
+	if p.next.IsZero() {
+		// Nothing of this socket may wake the backend while it waits.
+		s.be.hold(c)
+	}
+	p.holder = holder
+	p.next = now.Add(p.pause)
+	p.pause = min(2*p.pause, maxProbePause)
 	s.o.probing = append(s.o.probing, c)
 }
 
-// idle runs before the owner waits: it answers the probes that are due and
-// returns when the next is (zero: none). Owner only.
+// look looks at the holder of the name c's ALIVE2 asks for, and steps the
+// answer.
+func (s *Server) look(c *conn, now time.Time) {
+	p := c.probe
+	h := s.o.conns[p.holder]
+	gone := h == nil || s.be.gone(h)
+	if gone && now.Sub(p.start) > 0 {
+		s.log.Debug("holder of a requested name went away", "waited", now.Sub(p.start))
+	}
+	acts := s.step(c, fsm.OwnerProbed{Gone: gone, At: now.Sub(p.start).Milliseconds()})
+	if _, again := probeOf(acts); !again {
+		c.probe = nil
+	}
+	s.run(c, acts)
+}
+
+func probeOf(acts []fsm.Action) (fsm.ProbeOwner, bool) {
+	if len(acts) == 1 {
+		p, ok := acts[0].(fsm.ProbeOwner)
+		return p, ok
+	}
+	return fsm.ProbeOwner{}, false
+}
+
+// idle runs before the owner waits: it looks again at the holders of the
+// names that waiting ALIVE2s ask for, when their pause is over or the
+// holder was forgotten meanwhile (its own end was handled, a STOP closed
+// it: a node's close can reach the daemon a moment after its new ALIVE2
+// when the machine is busy), and returns when the next look is due (zero:
+// none). Owner only.
 func (s *Server) idle() time.Time {
 	o := &s.o
 	if len(o.probing) == 0 {
@@ -307,53 +338,30 @@ func (s *Server) idle() time.Time {
 	now := time.Now()
 	list := o.probing
 	o.probing = nil
-	var next time.Time
 	for _, c := range list {
 		p := c.probe
 		if c.closed || p == nil {
 			continue
 		}
-		h := o.conns[p.holder]
-		answer, gone := false, false
-		switch {
-		case h == nil:
-			// Forgotten meanwhile (its own end was handled, a STOP
-			// closed it): a node's close can reach the daemon a moment
-			// after its new ALIVE2 when the machine is busy.
-			answer, gone = true, true
-		case !now.Before(p.next):
-			if s.be.gone(h) {
-				answer, gone = true, true
-			} else if !now.Before(p.until) {
-				answer = true
-			} else {
-				p.pause = min(2*p.pause, maxProbePause)
-				p.next = now.Add(p.pause)
-				if p.next.After(p.until) {
-					p.next = p.until
-				}
-			}
-		}
-		if answer {
-			if gone {
-				s.log.Debug("holder of a requested name went away", "waited", now.Sub(p.start))
-			}
-			c.probe = nil
-			s.exec(c, s.step(c, fsm.OwnerProbed{Gone: gone}))
+		if o.conns[p.holder] == nil || !now.Before(p.next) {
+			s.look(c, now) // may ask to look again later (probe)
 			continue
 		}
 		o.probing = append(o.probing, c)
-		if next.IsZero() || p.next.Before(next) {
-			next = p.next
+	}
+	var next time.Time
+	for _, c := range o.probing {
+		if next.IsZero() || c.probe.next.Before(next) {
+			next = c.probe.next
 		}
 	}
 	return next
 }
 
 // shutdown stops accepting, closes every connection (registered nodes see
-// their socket close) and closes Done; the backend then returns. Owner
-// only.
-func (s *Server) shutdown(why string) {
+// their socket close) and closes Done; the backend then returns. why is
+// logged at level. Owner only.
+func (s *Server) shutdown(why string, level slog.Level) {
 	o := &s.o
 	o.g.check()
 	if o.stopping {
@@ -362,16 +370,12 @@ func (s *Server) shutdown(why string) {
 	o.stopping = true
 	for id, c := range o.conns {
 		c.closed = true
-		s.be.close(c, c.writeFailed)
+		s.be.close(c, false)
 		delete(o.conns, id)
 	}
 	o.probing = nil
 	close(s.done)
-	if why == killMessage {
-		s.log.Info(why)
-	} else {
-		s.log.Debug("shutting down", "reason", why)
-	}
+	s.log.Log(context.Background(), level, why)
 	s.be.stop()
 }
 
@@ -385,9 +389,7 @@ func (s *Server) stepRequest(c *conn, req wire.Request) []fsm.Action {
 	now := s.cfg.Now().Unix()
 	acts := c.m.StepRequest(s.o.reg, req, now)
 	if s.logSteps {
-		s.log.Log(context.Background(), LevelTrace, "step",
-			"conn", uint64(c.id), "state", before.String(),
-			"event", eventName(fsm.Received{Req: req, Now: now}), "next", c.m.State().String())
+		s.logStep(c, before, fsm.Received{Req: req, Now: now}, acts)
 	}
 	return acts
 }
@@ -396,10 +398,21 @@ func (s *Server) step(c *conn, ev fsm.Event) []fsm.Action {
 	before := c.m.State()
 	acts := c.m.Step(s.o.reg, ev)
 	if s.logSteps {
-		s.log.Log(context.Background(), LevelTrace, "step",
-			"conn", uint64(c.id), "state", before.String(), "event", eventName(ev), "next", c.m.State().String())
+		s.logStep(c, before, ev, acts)
 	}
 	return acts
+}
+
+// logStep logs a step at -d -d -d in the transcript syntax of fsm's tests
+// ("c7 recv port2 name=\"alpha\""), with the state before and after and
+// the actions (fsm.ActionString), so that a log replays through fsm.
+func (s *Server) logStep(c *conn, before fsm.State, ev fsm.Event, acts []fsm.Action) {
+	strs := make([]string, len(acts))
+	for i, a := range acts {
+		strs[i] = fsm.ActionString(a)
+	}
+	s.log.Log(context.Background(), LevelTrace, fsm.ConnName(uint64(c.id))+" "+fsm.EventString(ev),
+		"state", before.String(), "next", c.m.State().String(), "actions", strs)
 }
 
 // namesCache is an encoded NAMES reply and the entries it was made from.
@@ -433,24 +446,4 @@ func (s *Server) encode(r wire.Response) ([]byte, error) {
 // first element in memory.
 func sameSlice(a, b []wire.NameEntry) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
-}
-
-func eventName(ev fsm.Event) string {
-	switch ev := ev.(type) {
-	case fsm.Received:
-		return "received " + ev.Req.Tag().String()
-	case fsm.Malformed:
-		return "malformed: " + ev.Err.Error()
-	case fsm.Data:
-		return "data"
-	case fsm.PeerClosed:
-		return "peer closed"
-	case fsm.Timeout:
-		return "timeout"
-	case fsm.WriteFailed:
-		return "write failed"
-	case fsm.OwnerProbed:
-		return "owner probed, gone=" + strconv.FormatBool(ev.Gone)
-	}
-	return "unknown"
 }

@@ -20,11 +20,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +31,7 @@ import (
 	"time"
 
 	"github.com/gopmd/gopmd/epmd/client"
+	"github.com/gopmd/gopmd/epmd/epmdtest"
 	"github.com/gopmd/gopmd/epmd/internal/testenv"
 	"github.com/gopmd/gopmd/epmd/server"
 	"github.com/gopmd/gopmd/epmd/wire"
@@ -60,51 +58,10 @@ func skipShort(t *testing.T, why string) {
 // ---------------------------------------------------------------------
 // Daemon processes
 
-// ourEpmd returns the path of our daemon: $GOPMD_EPMD_BIN if set (a binary
-// built by `make build`), else ./cmd/epmd built by this test process.
-// Under `go test` the binary goes next to the test binary, in the work
-// directory go test removes afterwards, and is built once; otherwise it is
-// built into a temporary directory of t.
+// ourEpmd returns the path of our daemon (epmdtest.Ours).
 func ourEpmd(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("GOPMD_EPMD_BIN"); p != "" {
-		return p
-	}
-	if exe, err := os.Executable(); err == nil && strings.Contains(exe, string(filepath.Separator)+"go-build") {
-		ourEpmdOnce.Do(func() {
-			out := filepath.Join(filepath.Dir(exe), "gopmd-epmd")
-			if ourEpmdErr = buildEpmd(out); ourEpmdErr == nil {
-				ourEpmdPath = out
-			}
-		})
-		if ourEpmdErr != nil {
-			t.Fatal(ourEpmdErr)
-		}
-		return ourEpmdPath
-	}
-	out := filepath.Join(t.TempDir(), "epmd")
-	if err := buildEpmd(out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-var (
-	ourEpmdOnce sync.Once
-	ourEpmdPath string
-	ourEpmdErr  error
-)
-
-func buildEpmd(out string) error {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goTool, "build", "-o", out, "github.com/gopmd/gopmd/cmd/epmd")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building cmd/epmd: %v\n%s", err, b)
-	}
-	return nil
+	return epmdtest.Ours(t)
 }
 
 // syncBuffer collects a process's output.
@@ -281,30 +238,8 @@ func openFds(pid string) int {
 // free port, as the daemon does with -address 127.0.0.1.
 func startLoopbackServer(t *testing.T, cfg server.Config) (*server.Server, int) {
 	t.Helper()
-	var lns []net.Listener
-	var port int
-	for i := 0; ; i++ {
-		port = testenv.FreePort(t)
-		var err error
-		lns, err = server.Listen([]netip.Addr{}, port)
-		if err == nil {
-			break
-		}
-		if i == 5 {
-			t.Fatal(err)
-		}
-	}
-	cfg.Port = uint32(port)
-	srv := server.New(cfg)
-	for _, ln := range lns {
-		go srv.Serve(ln)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return srv, port
+	s, port := epmdtest.NewLoopbackServer(t, cfg)
+	return s.Server, port
 }
 
 // countHandler is a slog.Handler counting refusals by reason. The server

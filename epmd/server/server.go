@@ -71,8 +71,13 @@ type Config struct {
 	Port uint32
 	// Relaxed allows KILL while nodes are registered, and STOP at all.
 	Relaxed bool
-	// Debug is the -d level; any level above 0 also shrinks the
-	// remembered-names cap to 5, as stock epmd does.
+	// MaxRemembered caps the unregistered names whose creation counter
+	// the registry remembers; zero means registry.MaxRemembered. Stock
+	// epmd's -d shrinks it to registry.DebugMaxRemembered.
+	MaxRemembered int
+	// Debug is the -d level. Deprecated: it sets MaxRemembered to
+	// registry.DebugMaxRemembered when that is zero and Debug above 0,
+	// and nothing else; set MaxRemembered.
 	Debug int
 	// PacketTimeout limits how long a request may take to arrive, counted
 	// from accept and not refreshed by each byte (docs/differences.md #1),
@@ -157,9 +162,11 @@ func newServer(cfg Config, f *faults) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	maxOld := registry.MaxRemembered
-	if cfg.Debug > 0 {
-		maxOld = registry.DebugMaxRemembered
+	if cfg.MaxRemembered <= 0 {
+		cfg.MaxRemembered = registry.MaxRemembered
+		if cfg.Debug > 0 {
+			cfg.MaxRemembered = registry.DebugMaxRemembered
+		}
 	}
 	s := &Server{
 		cfg:      cfg,
@@ -171,7 +178,7 @@ func newServer(cfg Config, f *faults) (*Server, error) {
 		exited:   make(chan struct{}),
 	}
 	s.o = owner{
-		reg:     registry.New(maxOld),
+		reg:     registry.New(cfg.MaxRemembered),
 		conns:   make(map[registry.ConnID]*conn),
 		machine: fsm.New(fsm.Config{}),
 	}
@@ -317,7 +324,7 @@ func nextBackoff(d time.Duration) time.Duration {
 // owner and the backend's goroutines to finish or ctx to expire. It is
 // idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.post(func() { s.shutdown("shutdown") })
+	s.post(func() { s.shutdown("shutting down: Shutdown", slog.LevelDebug) })
 	select {
 	case <-s.exited:
 	case <-ctx.Done():

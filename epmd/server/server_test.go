@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/gopmd/gopmd/epmd/epmdtest"
 	"github.com/gopmd/gopmd/epmd/server"
 	"github.com/gopmd/gopmd/epmd/wire"
 )
@@ -26,8 +27,9 @@ type daemon struct {
 	addrs []string // "127.0.0.1:P", and "[::1]:P" when IPv6 is available
 }
 
-// startServer runs a server on loopback listeners with the configured port
-// 14369, so NAMES and DUMP headers read 00 00 38 21 as in the transcripts.
+// startServer runs a server on loopback listeners (epmdtest.NewServer)
+// with the configured port 14369, so NAMES and DUMP headers read
+// 00 00 38 21 as in the transcripts.
 func startServer(t *testing.T, cfg server.Config) *daemon {
 	t.Helper()
 	if cfg.Port == 0 {
@@ -36,31 +38,8 @@ func startServer(t *testing.T, cfg server.Config) *daemon {
 	if cfg.Now == nil {
 		cfg.Now = func() time.Time { return t0 }
 	}
-	srv := server.New(cfg)
-	d := &daemon{srv: srv}
-	for _, network := range []string{"tcp4", "tcp6"} {
-		host := "127.0.0.1"
-		if network == "tcp6" {
-			host = "[::1]"
-		}
-		ln, err := net.Listen(network, host+":0")
-		if err != nil {
-			if network == "tcp6" {
-				continue // no IPv6 loopback on this host
-			}
-			t.Fatal(err)
-		}
-		d.addrs = append(d.addrs, ln.Addr().String())
-		go srv.Serve(ln)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return d
+	s := epmdtest.NewServer(t, cfg)
+	return &daemon{srv: s.Server, addrs: s.Addrs}
 }
 
 func (d *daemon) addr() string { return d.addrs[0] }

@@ -68,14 +68,14 @@ const alive2MinLen = 14
 // stock (and DecodeRequest) accept it from a 14-byte payload whose last
 // byte is ignored, so the encoder writes it that way, padded with one NUL.
 func (m *Alive2Req) AppendBinary(b []byte) ([]byte, error) {
-	const msg = "ALIVE2_REQ"
+	const msg, tag = "ALIVE2_REQ", TagAlive2Req
 	switch {
 	case len(m.Name) > 0xFFFF:
-		return b, errAt(msg, "NodeName", 11, ErrTooLarge, "")
+		return b, reqErr(msg, tag, KindName, "NodeName", 11, ErrTooLarge, "")
 	case len(m.Extra) > 0xFFFF:
-		return b, errAt(msg, "Extra", 13+len(m.Name), ErrTooLarge, "")
+		return b, reqErr(msg, tag, KindOther, "Extra", 13+len(m.Name), ErrTooLarge, "")
 	case strings.IndexByte(m.Name, 0) >= 0:
-		return b, errAt(msg, "NodeName", 11, ErrInvalid, "NUL in node name")
+		return b, reqErr(msg, tag, KindName, "NodeName", 11, ErrInvalid, "NUL in node name")
 	}
 	b = appendNode(append(b, byte(TagAlive2Req)), &m.Node)
 	if len(m.Name)+len(m.Extra) == 0 {
@@ -91,12 +91,12 @@ func (m *Alive2Req) AppendBinary(b []byte) ([]byte, error) {
 //
 // Lenient like stock: bytes after Extra are ignored.
 func (m *Alive2Req) UnmarshalBinary(body []byte) error {
-	const msg = "ALIVE2_REQ"
-	if err := checkTag(msg, body, TagAlive2Req); err != nil {
+	const msg, tag = "ALIVE2_REQ", TagAlive2Req
+	if err := checkTag(msg, body, tag); err != nil {
 		return err
 	}
 	if len(body) < alive2MinLen {
-		return errAt(msg, "payload", len(body), ErrTruncated, "ALIVE2_REQ needs at least 14 bytes")
+		return reqErr(msg, tag, KindShort, "payload", len(body), ErrTruncated, "ALIVE2_REQ needs at least 14 bytes")
 	}
 	rest := body[1:]
 	var n Node
@@ -108,16 +108,16 @@ func (m *Alive2Req) UnmarshalBinary(body []byte) error {
 	nlen, rest, _ := u16(rest)
 	// Stock: 13 + Nlen <= payload length, so Elen's two bytes must be there.
 	if int(nlen)+2 > len(rest) {
-		return errAt(msg, "Nlen", 9, ErrTruncated, "node name longer than the request")
+		return reqErr(msg, tag, KindNameLength, "Nlen", 9, ErrTruncated, "node name longer than the request")
 	}
 	name := rest[:nlen]
 	rest = rest[nlen:]
 	elen, rest, _ := u16(rest)
 	if int(elen) > len(rest) {
-		return errAt(msg, "Elen", 11+int(nlen), ErrTruncated, "extra longer than the request")
+		return reqErr(msg, tag, KindExtraLength, "Elen", 11+int(nlen), ErrTruncated, "extra longer than the request")
 	}
 	if bytes.IndexByte(name, 0) >= 0 {
-		return errAt(msg, "NodeName", 11, ErrInvalid, "NUL in node name")
+		return reqErr(msg, tag, KindName, "NodeName", 11, ErrInvalid, "NUL in node name")
 	}
 	n.Name = string(name)
 	n.Extra = string(rest[:elen])
@@ -128,14 +128,14 @@ func (m *Alive2Req) UnmarshalBinary(body []byte) error {
 // AppendBinary appends the PORT_PLEASE2_REQ payload, 'z' followed by the
 // name with no terminator. It refuses an empty name and a NUL in the name.
 func (m *PortPlease2Req) AppendBinary(b []byte) ([]byte, error) {
-	const msg = "PORT_PLEASE2_REQ"
+	const msg, tag = "PORT_PLEASE2_REQ", TagPortPlease2Req
 	switch {
 	case m.Name == "":
-		return b, errAt(msg, "NodeName", 1, ErrInvalid, "empty node name")
+		return b, reqErr(msg, tag, KindName, "NodeName", 1, ErrInvalid, "empty node name")
 	case strings.IndexByte(m.Name, 0) >= 0:
-		return b, errAt(msg, "NodeName", 1, ErrInvalid, "NUL in node name")
+		return b, reqErr(msg, tag, KindName, "NodeName", 1, ErrInvalid, "NUL in node name")
 	case len(m.Name) > 0xFFFE:
-		return b, errAt(msg, "NodeName", 1, ErrTooLarge, "")
+		return b, reqErr(msg, tag, KindName, "NodeName", 1, ErrTooLarge, "")
 	}
 	b = append(b, byte(TagPortPlease2Req))
 	return append(b, m.Name...), nil
@@ -159,8 +159,8 @@ func (m *PortPlease2Req) UnmarshalBinary(body []byte) error {
 // instead of a new string: a server that keeps the names it has seen can
 // then look a name up without allocating.
 func PortPlease2Name(body []byte) ([]byte, error) {
-	const msg = "PORT_PLEASE2_REQ"
-	if err := checkTag(msg, body, TagPortPlease2Req); err != nil {
+	const msg, tag = "PORT_PLEASE2_REQ", TagPortPlease2Req
+	if err := checkTag(msg, body, tag); err != nil {
 		return nil, err
 	}
 	name := body[1:]
@@ -168,10 +168,10 @@ func PortPlease2Name(body []byte) ([]byte, error) {
 		name = name[:len(name)-1]
 	}
 	if len(name) == 0 {
-		return nil, errAt(msg, "NodeName", 1, ErrTruncated, "empty node name")
+		return nil, reqErr(msg, tag, KindName, "NodeName", 1, ErrTruncated, "empty node name")
 	}
 	if bytes.IndexByte(name, 0) >= 0 {
-		return nil, errAt(msg, "NodeName", 1, ErrInvalid, "NUL in node name")
+		return nil, reqErr(msg, tag, KindName, "NodeName", 1, ErrInvalid, "NUL in node name")
 	}
 	return name, nil
 }
@@ -201,12 +201,12 @@ func (*KillReq) UnmarshalBinary(body []byte) error {
 // AppendBinary appends the STOP_REQ payload, 's' followed by the name. The
 // empty name is written as "s\x00", the only form stock epmd accepts for it.
 func (m *StopReq) AppendBinary(b []byte) ([]byte, error) {
-	const msg = "STOP_REQ"
+	const msg, tag = "STOP_REQ", TagStopReq
 	switch {
 	case strings.IndexByte(m.Name, 0) >= 0:
-		return b, errAt(msg, "NodeName", 1, ErrInvalid, "NUL in node name")
+		return b, reqErr(msg, tag, KindName, "NodeName", 1, ErrInvalid, "NUL in node name")
 	case len(m.Name) > 0xFFFE:
-		return b, errAt(msg, "NodeName", 1, ErrTooLarge, "")
+		return b, reqErr(msg, tag, KindName, "NodeName", 1, ErrTooLarge, "")
 	}
 	b = append(b, byte(TagStopReq))
 	if m.Name == "" {
@@ -219,12 +219,12 @@ func (m *StopReq) AppendBinary(b []byte) ([]byte, error) {
 // first NUL or at the end of the payload ("sfoo\x00junk" stops "foo"), and
 // it is not checked for UTF-8. A payload of only 's' is rejected.
 func (m *StopReq) UnmarshalBinary(body []byte) error {
-	const msg = "STOP_REQ"
-	if err := checkTag(msg, body, TagStopReq); err != nil {
+	const msg, tag = "STOP_REQ", TagStopReq
+	if err := checkTag(msg, body, tag); err != nil {
 		return err
 	}
 	if len(body) < 2 {
-		return errAt(msg, "NodeName", 1, ErrTruncated, "STOP_REQ without a name")
+		return reqErr(msg, tag, KindName, "NodeName", 1, ErrTruncated, "STOP_REQ without a name")
 	}
 	name := body[1:]
 	if i := bytes.IndexByte(name, 0); i >= 0 {
@@ -236,10 +236,10 @@ func (m *StopReq) UnmarshalBinary(body []byte) error {
 
 func checkTag(msg string, body []byte, want Tag) error {
 	if len(body) == 0 {
-		return errAt(msg, "tag", 0, ErrTruncated, "")
+		return reqErr(msg, want, KindTag, "tag", 0, ErrTruncated, "")
 	}
 	if Tag(body[0]) != want {
-		return errAt(msg, "tag", 0, ErrUnknownTag, Tag(body[0]).String())
+		return reqErr(msg, want, KindTag, "tag", 0, ErrUnknownTag, Tag(body[0]).String())
 	}
 	return nil
 }
@@ -250,7 +250,7 @@ func checkTag(msg string, body []byte, want Tag) error {
 // give ErrUnknownTag.
 func DecodeRequest(body []byte) (Request, error) {
 	if len(body) == 0 {
-		return nil, errAt("request", "tag", 0, ErrTruncated, "")
+		return nil, reqErr("request", 0, KindTag, "tag", 0, ErrTruncated, "")
 	}
 	var r interface {
 		Request
@@ -270,7 +270,7 @@ func DecodeRequest(body []byte) (Request, error) {
 	case TagStopReq:
 		r = new(StopReq)
 	default:
-		return nil, errAt("request", "tag", 0, ErrUnknownTag, Tag(body[0]).String())
+		return nil, reqErr("request", 0, KindTag, "tag", 0, ErrUnknownTag, Tag(body[0]).String())
 	}
 	if err := r.UnmarshalBinary(body); err != nil {
 		return nil, err

@@ -120,7 +120,25 @@ type DecodeError struct {
 	Offset int    // byte offset of that field in the payload
 	Err    error  // one of the sentinel errors
 	Detail string // optional human detail
+	// Tag is the request whose decoding failed; 0 for a reply, or when
+	// the tag itself was missing or unknown. Kind says what failed.
+	Tag  Tag
+	Kind DecodeKind
 }
+
+// DecodeKind classifies what about a request failed to decode, so that
+// the daemon can word its message as stock epmd does without reading the
+// error's text.
+type DecodeKind uint8
+
+const (
+	KindOther       DecodeKind = iota
+	KindTag                    // the tag: missing, or not the request's
+	KindShort                  // the payload is shorter than the request's fixed part
+	KindNameLength             // Nlen runs past the end of the request
+	KindExtraLength            // Elen runs past the end of the request
+	KindName                   // the node name: empty, NUL in it, too long
+)
 
 func (e *DecodeError) Error() string {
 	s := e.Err.Error() + ": " + e.Msg + " field " + e.Field + " at offset " + strconv.Itoa(e.Offset)
@@ -133,18 +151,16 @@ func (e *DecodeError) Error() string {
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // Request returns the tag of the request that failed to decode, or 0 when
-// the failure was the tag itself (empty or unknown).
-func (e *DecodeError) Request() Tag {
-	for t, name := range tagNames {
-		if name == e.Msg {
-			return t
-		}
-	}
-	return 0
-}
+// the failure was the tag itself (empty or unknown) or a reply's.
+func (e *DecodeError) Request() Tag { return e.Tag }
 
 func errAt(msg, field string, off int, err error, detail string) error {
 	return &DecodeError{Msg: msg, Field: field, Offset: off, Err: err, Detail: detail}
+}
+
+// reqErr is errAt for a request: t is its tag, 0 when unknown.
+func reqErr(msg string, t Tag, kind DecodeKind, field string, off int, err error, detail string) error {
+	return &DecodeError{Msg: msg, Field: field, Offset: off, Err: err, Detail: detail, Tag: t, Kind: kind}
 }
 
 // cursor helpers in the style of x/crypto/ssh: each returns the value, the
