@@ -91,6 +91,22 @@ func waitPending(t *testing.T, srv *server.Server, want int64) (int64, uint64) {
 	}
 }
 
+// waitPendingAbove waits until the owner counts more than n bytes of
+// pending output, and returns what it counts.
+func waitPendingAbove(t *testing.T, srv *server.Server, n int64) int64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b := pendingBytes(srv); b > n {
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pending output %d bytes, want more than %d", pendingBytes(srv), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // readReply reads a reply to its end and reports how it ended: nil for a
 // clean end of stream, else the error (a reset shows as ECONNRESET).
 func readReply(t *testing.T, nc net.Conn) ([]byte, error) {
@@ -152,11 +168,7 @@ func TestRepliesShared(t *testing.T) {
 			// The table changes: a new reader holds a new version.
 			srv.Fill(tableNodes, 1, bigName)
 			newer := stalledReader(t, addr, &wire.NamesReq{})
-			got, _ := waitPending(t, srv, -1)
-			for got == int64(len(want)) {
-				got, _ = waitPending(t, srv, -1)
-				time.Sleep(10 * time.Millisecond)
-			}
+			got := waitPendingAbove(t, srv, int64(len(want)))
 			if got < 2*int64(len(want)) {
 				t.Fatalf("pending output %d bytes, want two versions (%d bytes or more)", got, 2*len(want))
 			}
@@ -183,6 +195,19 @@ func TestRepliesShared(t *testing.T) {
 			}
 			waitPending(t, srv, 0)
 		})
+	}
+}
+
+// waitConns waits until the owner holds n connections: requests it has
+// taken, whose replies are being encoded or written.
+func waitConns(t *testing.T, srv *server.Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.NumConns() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections under way, want %d", srv.NumConns(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -213,12 +238,13 @@ func TestPendingOutputCap(t *testing.T) {
 			srv, addr := startReplies(t, backend, int64(len(size))*5/2)
 			old1 := stalledReader(t, addr, &wire.NamesReq{})
 			old2 := stalledReader(t, addr, &wire.NamesReq{})
+			// Both asked before the table changes.
+			waitConns(t, srv, 2)
 			waitPending(t, srv, int64(len(size)))
 			srv.Fill(tableNodes, 1, bigName)
 			mid := stalledReader(t, addr, &wire.NamesReq{})
-			for b, _ := waitPending(t, srv, -1); b == int64(len(size)); b, _ = waitPending(t, srv, -1) {
-				time.Sleep(10 * time.Millisecond)
-			}
+			waitConns(t, srv, 3)
+			waitPendingAbove(t, srv, int64(len(size)))
 			if _, r := srv.PendingOutput(); r != 0 {
 				t.Fatalf("%d resets with two versions pending, want none", r)
 			}
@@ -267,8 +293,9 @@ func TestPendingOutputCap(t *testing.T) {
 func TestShutdownResetsUnfinishedReplies(t *testing.T) {
 	for _, backend := range backends() {
 		t.Run(backend, func(t *testing.T) {
+			// No cap: the two replies together pass the default one.
 			srv := server.New(server.Config{Port: 14369, Backend: backend, Now: time.Now,
-				PacketTimeout: time.Minute})
+				PacketTimeout: time.Minute, MaxPendingOutput: -1})
 			ln, err := net.Listen("tcp4", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -277,10 +304,8 @@ func TestShutdownResetsUnfinishedReplies(t *testing.T) {
 			srv.Fill(0, tableNodes, bigName)
 			names := stalledReader(t, ln.Addr().String(), &wire.NamesReq{})
 			dump := stalledReader(t, ln.Addr().String(), &wire.DumpReq{})
+			waitConns(t, srv, 2)
 			waitPending(t, srv, -1)
-			for srv.NumConns() < 2 {
-				time.Sleep(10 * time.Millisecond)
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			if err := srv.Shutdown(ctx); err != nil {
