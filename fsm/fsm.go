@@ -211,10 +211,7 @@ type Conn struct {
 	name  string // the registered name while in Registered
 
 	// An ALIVE2 waiting for OwnerProbed, with its owner and time.
-	pending      *wire.Alive2Req
-	pendingOwner registry.ConnID
-	pendingNow   int64
-	probeUntil   int64 // the grace's end, from the first look's At; 0 before it
+	pending *pendingAlive2
 
 	// replied says that the step that closed the connection planned a
 	// reply (and killed, a shutdown): a WriteFailed for that reply
@@ -225,6 +222,17 @@ type Conn struct {
 	// and kept by Reset, so that a look-up on a Conn that is Reset and
 	// used again allocates nothing.
 	lookup *lookupStore
+}
+
+// pendingAlive2 is an ALIVE2 waiting for OwnerProbed: the request, the
+// name's holder, the time of the request, and the end of the probe's
+// grace, from the first look's At.
+type pendingAlive2 struct {
+	req    *wire.Alive2Req
+	owner  registry.ConnID
+	now    int64
+	until  int64
+	looked bool
 }
 
 // lookupStore holds a PORT_PLEASE2 reply and the actions that carry it.
@@ -567,7 +575,7 @@ func (c *Conn) alive2(reg *registry.Registry, req *wire.Alive2Req, now int64) []
 		// daemon has seen the FIN of its previous registration
 		// (erlang/otp#11083). Stock epmd refuses it; see
 		// docs/differences.md.
-		c.pending, c.pendingOwner, c.pendingNow, c.probeUntil = req, owner, now, 0
+		c.pending = &pendingAlive2{req: req, owner: owner, now: now}
 		return []Action{ProbeOwner{ID: owner}}
 	}
 	return c.register(reg, req, now)
@@ -577,15 +585,16 @@ func (c *Conn) alive2(reg *registry.Registry, req *wire.Alive2Req, now int64) []
 // gone loses its registration (and its socket is closed, as it would be
 // once the server noticed); a live holder makes this a duplicate.
 func (c *Conn) probed(reg *registry.Registry, p OwnerProbed) []Action {
-	req, owner, now := c.pending, c.pendingOwner, c.pendingNow
-	if req == nil {
+	pa := c.pending
+	if pa == nil {
 		return nil // an answer to no question
 	}
+	req, owner, now := pa.req, pa.owner, pa.now
 	if !p.Gone && c.cfg.ProbeGrace > 0 {
-		if c.probeUntil == 0 {
-			c.probeUntil = p.At + c.cfg.ProbeGrace
+		if !pa.looked {
+			pa.until, pa.looked = p.At+c.cfg.ProbeGrace, true
 		}
-		if p.At < c.probeUntil {
+		if p.At < pa.until {
 			// The holder still looks alive; it may yet show its end
 			// (a restarting node's VM closes its old socket late).
 			return []Action{ProbeOwner{ID: owner}}

@@ -295,16 +295,16 @@ func (l *epollBackend) timers() int {
 		w := l.writing[:0]
 		for _, id := range l.writing {
 			c := l.s.o.conns[id]
-			if c == nil || c.out == nil {
+			if c == nil || c.w == nil || c.w.out == nil {
 				continue
 			}
-			if !c.writeBy.After(now) {
-				c.out = nil
+			if !c.w.by.After(now) {
+				c.w.out = nil
 				l.s.sent(c, unix.ETIMEDOUT)
 				continue
 			}
 			w = append(w, id)
-			soonest(c.writeBy)
+			soonest(c.w.by)
 		}
 		l.writing = w
 	}
@@ -542,7 +542,7 @@ func (l *epollBackend) ready(id registry.ConnID, events uint32) {
 	if c == nil || c.closed {
 		return // closed meanwhile; epoll dropped it with the close
 	}
-	if c.out != nil {
+	if c.w != nil && c.w.out != nil {
 		l.flush(c)
 		return
 	}
@@ -608,14 +608,17 @@ func (l *epollBackend) send(c *conn, b []byte) (bool, error) {
 	if err != nil && !errors.Is(err, unix.EAGAIN) {
 		return false, err
 	}
-	c.out, c.off = b, max(n, 0)
-	c.writeBy = time.Now().Add(l.s.cfg.PacketTimeout)
+	if c.w == nil {
+		c.w = new(reply)
+	}
+	c.w.out, c.w.off = b, max(n, 0)
+	c.w.by = time.Now().Add(l.s.cfg.PacketTimeout)
 	op := unix.EPOLL_CTL_ADD
 	if c.inSet || c.watched {
 		op = unix.EPOLL_CTL_MOD // it waited there as a pending connection
 	}
 	if err := l.ctl(op, c.fd, uint64(c.id), unix.EPOLLOUT); err != nil {
-		c.out = nil
+		c.w.out = nil
 		return false, err
 	}
 	c.inSet, c.watched = false, true
@@ -626,16 +629,17 @@ func (l *epollBackend) send(c *conn, b []byte) (bool, error) {
 // flush writes more of a reply under way; once it is all written, or the
 // write fails, the owner goes on with the connection.
 func (l *epollBackend) flush(c *conn) {
-	n, err := l.write(c.fd, c.out[c.off:])
+	w := c.w
+	n, err := l.write(c.fd, w.out[w.off:])
 	if n > 0 {
-		c.off += n
+		w.off += n
 	}
 	switch {
-	case err == nil && c.off == len(c.out):
-		c.out = nil
+	case err == nil && w.off == len(w.out):
+		w.out = nil
 		l.s.sent(c, nil)
 	case err != nil && !errors.Is(err, unix.EAGAIN):
-		c.out = nil
+		w.out = nil
 		l.s.sent(c, err)
 	}
 }

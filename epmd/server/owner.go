@@ -43,11 +43,10 @@ type owner struct {
 // conn is one connection: its state machine and its socket, as the
 // backend gave it.
 type conn struct {
-	id   registry.ConnID
-	m    *fsm.Conn
-	fd   int    // its descriptor: the epoll backend's socket, DUMP's fd
-	ps   *psock // the portable backend's connection; nil with epoll
-	peer netip.Addr
+	id registry.ConnID
+	m  *fsm.Conn
+	fd int    // its descriptor: the epoll backend's socket, DUMP's fd
+	ps *psock // the portable backend's connection; nil with epoll
 
 	persisted bool // in the owner's table, on a conn of its own
 	closed    bool
@@ -58,20 +57,24 @@ type conn struct {
 	// key it waited with, which no longer leads anywhere.
 	watched, inSet bool
 
-	// A reply under way: out[off:] is still to be written (epoll), by
-	// writeBy; after holds the actions that follow its Send.
-	out     []byte
-	off     int
-	writeBy time.Time
-	after   []fsm.Action
+	w     *reply     // a reply under way, nil otherwise
+	probe *probeWait // an ALIVE2 waiting for the holder of its name
+}
 
-	// rep is the pending reply c is writing, shared with the other
+// reply is a reply under way: out[off:] is still to be written (epoll), by
+// the write deadline by; after holds the actions that follow its Send. A
+// held registration carries none of it.
+type reply struct {
+	out   []byte
+	off   int
+	by    time.Time
+	after []fsm.Action
+
+	// buf is the pending buffer c is writing, shared with the other
 	// connections writing the same bytes; encoding says c waits for its
 	// reply to be encoded (replies.go).
-	rep      *reply
+	buf      *shared
 	encoding bool
-
-	probe *probeWait
 }
 
 // probeWait is an ALIVE2 waiting for the holder of its name to go.
@@ -103,7 +106,7 @@ func (s *Server) arrived(a arrival, req wire.Request, ev fsm.Event) {
 	}
 	o.nextID++
 	c := &o.one
-	*c = conn{id: o.nextID, m: o.machine, fd: a.fd, ps: a.ps, peer: a.peer, inSet: a.inSet}
+	*c = conn{id: o.nextID, m: o.machine, fd: a.fd, ps: a.ps, inSet: a.inSet}
 	c.m.Reset(fsm.Config{ID: c.id, Fd: a.fd, Local: a.local, Relaxed: s.cfg.Relaxed, Port: s.cfg.Port,
 		ProbeGrace: max(s.cfg.ProbeGrace.Milliseconds(), 0)})
 	if s.logConns {
@@ -141,8 +144,10 @@ func (s *Server) sent(c *conn, err error) {
 		return
 	}
 	s.release(c)
-	acts := c.after
-	c.after = nil
+	var acts []fsm.Action
+	if c.w != nil {
+		acts, c.w.after = c.w.after, nil
+	}
 	if err != nil {
 		if more := s.writeFailed(c, err); more != nil {
 			acts = more

@@ -47,9 +47,9 @@ const asyncEntries = 256
 // output under the cap.
 var errOutputCap = errors.New("pending output cap reached")
 
-// reply is an encoded reply whose write is under way on one connection or
-// more. b is never written to.
-type reply struct {
+// shared is an encoded reply whose write is under way on one connection
+// or more. b is never written to.
+type shared struct {
 	b       []byte
 	holders []*conn // connections still writing b, in the order they began
 }
@@ -103,9 +103,9 @@ type replies struct {
 	jobs     []*encodeJob
 	encoding bool
 
-	pending      []*reply // replies with writes under way, oldest first
-	pendingBytes int64    // the sum of their lengths
-	resets       uint64   // connections reset for the cap, ever
+	pending      []*shared // replies with writes under way, oldest first
+	pendingBytes int64     // the sum of their lengths
+	resets       uint64    // connections reset for the cap, ever
 }
 
 // maxPending is the cap in force.
@@ -127,8 +127,11 @@ func (s *Server) send(c *conn, resp wire.Response, rest []fsm.Action) (*conn, bo
 	}
 	if job != nil {
 		c = s.persist(c)
-		c.after = append([]fsm.Action(nil), rest...)
-		c.encoding = true
+		if c.w == nil {
+			c.w = new(reply)
+		}
+		c.w.after = append([]fsm.Action(nil), rest...)
+		c.w.encoding = true
 		// Nothing of this socket may wake the backend while it waits.
 		s.be.hold(c)
 		job.waiters = append(job.waiters, c)
@@ -149,7 +152,10 @@ func (s *Server) write(c *conn, b []byte, rest []fsm.Action) (*conn, bool, error
 	// The rest waits for the write: the actions are the machine's until
 	// its next Reset, so they are copied.
 	c = s.persist(c)
-	c.after = append([]fsm.Action(nil), rest...)
+	if c.w == nil {
+		c.w = new(reply)
+	}
+	c.w.after = append([]fsm.Action(nil), rest...)
 	s.hold(c, b)
 	return c, true, nil
 }
@@ -273,9 +279,8 @@ func (s *Server) encoded(j *encodeJob, b []byte, err error) {
 		if c.closed {
 			continue
 		}
-		c.encoding = false
-		acts := c.after
-		c.after = nil
+		acts := c.w.after
+		c.w.after, c.w.encoding = nil, false
 		var waits bool
 		err := err
 		if err == nil {
@@ -304,7 +309,7 @@ func (s *Server) hold(c *conn, b []byte) {
 	for _, r := range rp.pending {
 		if sameSlice(r.b, b) {
 			r.holders = append(r.holders, c)
-			c.rep = r
+			c.w.buf = r
 			return
 		}
 	}
@@ -323,20 +328,20 @@ func (s *Server) hold(c *conn, b []byte) {
 		s.log.Warn("pending output cap reached: reset the connections holding the oldest replies",
 			"cap", limit, "pending", before, "reply", need, "reset", conns, "resets_total", rp.resets)
 	}
-	r := &reply{b: b, holders: []*conn{c}}
-	c.rep = r
+	r := &shared{b: b, holders: []*conn{c}}
+	c.w.buf = r
 	rp.pending = append(rp.pending, r)
 	rp.pendingBytes += need
 }
 
 // release ends c's hold on its pending reply, if it has one.
 func (s *Server) release(c *conn) {
-	r := c.rep
-	if r == nil {
+	if c.w == nil || c.w.buf == nil {
 		return
 	}
-	c.rep = nil
-	c.out = nil // the epoll backend's reference
+	r := c.w.buf
+	c.w.buf = nil
+	c.w.out = nil // the epoll backend's reference
 	if i := slices.Index(r.holders, c); i >= 0 {
 		r.holders = slices.Delete(r.holders, i, i+1)
 	}
@@ -353,7 +358,7 @@ func (s *Server) release(c *conn) {
 // unfinished reports whether c is still owed part of a reply: closing it
 // then must reset it, so that its client sees an error rather than a
 // reply that merely looks short (NAMES and DUMP end at the close).
-func (c *conn) unfinished() bool { return c.rep != nil || c.encoding }
+func (c *conn) unfinished() bool { return c.w != nil && (c.w.buf != nil || c.w.encoding) }
 
 // PendingOutput returns the bytes of pending output (each buffer counted
 // once) and how many connections have been reset to keep it under the
