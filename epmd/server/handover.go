@@ -139,7 +139,7 @@ func (s *Server) under() bool {
 		return true
 	}
 	for _, c := range s.o.conns {
-		if !c.kept || c.out != nil || c.probe != nil {
+		if !c.kept || c.unfinished() || c.probe != nil {
 			return true
 		}
 	}
@@ -158,8 +158,10 @@ func (s *Server) expireOwn() {
 	}
 	s.o.probing = nil
 	for _, c := range s.o.conns {
-		if c.out != nil && !c.closed {
-			c.out = nil
+		if c.unfinished() && !c.closed {
+			// A reply still being written, or still waiting for its
+			// encoding: it fails as at its write deadline.
+			c.w.out, c.w.encoding = nil, false
 			s.sent(c, errTimedOut)
 		}
 	}

@@ -20,7 +20,7 @@ func (l *epollBackend) freeze() {
 		l.ctl(unix.EPOLL_CTL_DEL, ls.fd, 0, 0)
 	}
 	for _, c := range l.s.o.conns {
-		if c.kept && c.out == nil && !c.closed {
+		if c.kept && !c.writing() && !c.closed {
 			l.unwatch(c)
 		}
 	}

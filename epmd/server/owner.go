@@ -77,6 +77,9 @@ type reply struct {
 	encoding bool
 }
 
+// writing reports whether the backend is writing a reply on c.
+func (c *conn) writing() bool { return c.w != nil && c.w.out != nil }
+
 // probeWait is an ALIVE2 waiting for the holder of its name to go.
 type probeWait struct {
 	holder      registry.ConnID
