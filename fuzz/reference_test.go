@@ -1,12 +1,15 @@
 package fuzz_test
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gopmd/gopmd/internal/oracle"
 )
 
 // referenceEnv selects the stock epmd FuzzDifferential compares gopmd
@@ -46,30 +49,13 @@ func referenceEpmd(tb testing.TB, ref string) string {
 			}
 		}
 	} else {
-		root, err := moduleRoot()
-		if err != nil {
+		n, err := strconv.Atoi(rel)
+		if err != nil || !slices.Contains(oracle.Releases, n) {
+			tb.Fatalf("%s=%s: not a release scripts/otp-oracles fetches (otp25, or otp followed by one of %v)", referenceEnv, ref, oracle.Releases)
+		}
+		if p, err = oracle.Fetch(n); err != nil {
 			tb.Fatalf("%s=%s: %v", referenceEnv, ref, err)
 		}
-		script := filepath.Join(root, "scripts", "otp-oracles")
-		list, err := exec.Command(script, "--list").Output() // "27 trixie-security" lines
-		if err != nil {
-			tb.Fatalf("%s=%s: scripts/otp-oracles --list: %v", referenceEnv, ref, err)
-		}
-		known := false
-		for _, l := range strings.Split(string(list), "\n") {
-			known = known || strings.HasPrefix(l, rel+" ")
-		}
-		if !known {
-			tb.Fatalf("%s=%s: not a release scripts/otp-oracles knows (otp25, or one of:\n%s)", referenceEnv, ref, list)
-		}
-		cmd := exec.Command(script, rel)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			tb.Fatalf("%s=%s: scripts/otp-oracles %s: %v\n%s", referenceEnv, ref, rel, err, stderr.Bytes())
-		}
-		p = strings.TrimSpace(string(out))
 	}
 	if got := otpRelease(p); got != rel {
 		tb.Fatalf("%s=%s: %s is the epmd of OTP release %q, not %s", referenceEnv, ref, p, got, rel)
@@ -95,25 +81,6 @@ func otpRelease(epmd string) string {
 		}
 	}
 	return ""
-}
-
-// moduleRoot is the directory holding go.mod, found upwards from the
-// package's directory (go test's working directory).
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return "", os.ErrNotExist
-		}
-		dir = up
-	}
 }
 
 // TestOTPRelease checks otpRelease on both layouts, made up in a

@@ -1,34 +1,6 @@
-//go:build linux
-
 package main
 
-import (
-	"io"
-	"os"
+import "golang.org/x/sys/unix"
 
-	"golang.org/x/sys/unix"
-)
-
-// stdioMode is glibc's _IO_file_doallocate: the buffer size and whether
-// the stream is line-buffered.
-func stdioMode(w io.Writer) (size int, lineBuf bool) {
-	size = bufsiz
-	f, ok := w.(*os.File)
-	if !ok {
-		return size, false
-	}
-	fd := int(f.Fd())
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil {
-		return size, false
-	}
-	if st.Mode&unix.S_IFMT == unix.S_IFCHR {
-		if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
-			lineBuf = true
-		}
-	}
-	if st.Blksize > 0 && st.Blksize < bufsiz {
-		size = int(st.Blksize)
-	}
-	return size, lineBuf
-}
+// getTermios is the ioctl that reads a terminal's settings.
+const getTermios = unix.TCGETS

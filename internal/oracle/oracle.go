@@ -63,6 +63,15 @@ func Epmd(tb testing.TB, release int) string {
 	return p
 }
 
+// Fetch returns the wrapper that runs release's stock epmd, running
+// scripts/otp-oracles to fetch it when it is not cached.
+func Fetch(release int) (string, error) {
+	if p, ok := Cached(release); ok {
+		return p, nil
+	}
+	return fetch(release)
+}
+
 // fetch runs scripts/otp-oracles RELEASE from the module's root.
 func fetch(release int) (string, error) {
 	root, err := moduleRoot()
