@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"syscall"
 	"testing"
@@ -146,7 +145,7 @@ func benchRestart(b *testing.B, im impl, erl string) {
 			if old == d.Process.Pid {
 				d.Wait()
 			}
-			m, next := log.waitMatchB(b, from, tookOverLine, 30*time.Second)
+			m, next := log.waitMatch(b, from, tookOverLine, 30*time.Second)
 			from = next
 			serving, _ = strconv.Atoi(m[1])
 		}
@@ -184,26 +183,4 @@ func benchUp(port int) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
-}
-
-// waitMatchB is waitMatch for a benchmark.
-func (l *lineLog) waitMatchB(b *testing.B, from int, re *regexp.Regexp, d time.Duration) ([]string, int) {
-	b.Helper()
-	deadline := time.After(d)
-	for {
-		l.mu.Lock()
-		for i := from; i < len(l.lines); i++ {
-			if m := re.FindStringSubmatch(l.lines[i]); m != nil {
-				l.mu.Unlock()
-				return m, i + 1
-			}
-		}
-		grew := l.grew
-		l.mu.Unlock()
-		select {
-		case <-grew:
-		case <-deadline:
-			b.Fatalf("no log line matching %s", re)
-		}
-	}
 }

@@ -80,7 +80,7 @@ func (l *lineLog) add(s string) {
 
 // waitMatch returns the submatches of the first line from index from on
 // that re matches, and the index after it.
-func (l *lineLog) waitMatch(t *testing.T, from int, re *regexp.Regexp, d time.Duration) ([]string, int) {
+func (l *lineLog) waitMatch(t testing.TB, from int, re *regexp.Regexp, d time.Duration) ([]string, int) {
 	t.Helper()
 	deadline := time.After(d)
 	for {

@@ -127,14 +127,7 @@ func cmdRun(name string, args []string) error {
 		os.Exit(2)
 	}
 	goCmd := goCommand()
-	var re *regexp.Regexp
-	if *filter != "" {
-		var err error
-		if re, err = regexp.Compile(*filter); err != nil {
-			return err
-		}
-	}
-	root, ts, err := discover(goCmd, re)
+	root, ts, re, err := discoverMatching(goCmd, *filter)
 	if err != nil {
 		return err
 	}

@@ -98,14 +98,7 @@ func cmdPromote(args []string) error {
 	filter := fs.String("targets", "", "only targets whose \"<package dir>.<FuzzTarget>\" matches this regexp")
 	fs.Parse(args)
 	goCmd := goCommand()
-	var re *regexp.Regexp
-	if *filter != "" {
-		var err error
-		if re, err = regexp.Compile(*filter); err != nil {
-			return err
-		}
-	}
-	root, ts, err := discover(goCmd, re)
+	root, ts, _, err := discoverMatching(goCmd, *filter)
 	if err != nil {
 		return err
 	}
@@ -141,4 +134,19 @@ func cmdPromote(args []string) error {
 		fmt.Println("fuzz-ci: replay them (go test -run='^Fuzz' ./...), then commit them with git add")
 	}
 	return nil
+}
+
+// discoverMatching is discover with the targets whose "<package
+// dir>.<FuzzTarget>" matches filter (every target when it is empty); it
+// also returns filter compiled (nil when empty).
+func discoverMatching(goCmd, filter string) (string, []target, *regexp.Regexp, error) {
+	var re *regexp.Regexp
+	if filter != "" {
+		var err error
+		if re, err = regexp.Compile(filter); err != nil {
+			return "", nil, nil, err
+		}
+	}
+	root, ts, err := discover(goCmd, re)
+	return root, ts, re, err
 }
